@@ -1,0 +1,3 @@
+"""kitpy.cli."""
+
+from __future__ import annotations

@@ -1,0 +1,77 @@
+"""The kitpy error family.
+
+Every error raised because of a user's site (a bad route file, a broken kitpy.toml,
+conflicting routes) is a :class:`SiteError` that names the file and, where known,
+the line, so the CLI can print ``routes/x.py:12: message`` and exit non-zero.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from pathlib import Path
+
+__all__ = (
+    "ConfigError",
+    "HTTPError",
+    "KitpyError",
+    "RouteConflictError",
+    "SiteError",
+    "StorageError",
+)
+
+
+class KitpyError(Exception):
+    """Root of every error kitpy raises on purpose."""
+
+
+class SiteError(KitpyError):
+    """A problem in a site's files; the message names the file and line."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
+        super().__init__(where + message)
+
+
+class ConfigError(SiteError):
+    """kitpy.toml is unreadable or has a bad key or value."""
+
+
+class RouteConflictError(SiteError):
+    """Two route files map to the same URL pattern."""
+
+
+class StorageError(KitpyError):
+    """A durable-storage operation failed (bad value, disk full, read-only store)."""
+
+
+class HTTPError(KitpyError):
+    """Raised by ``error(status, message)``: answered as that status.
+
+    The body is ``{"message": ...}`` as JSON when the client accepts JSON, plain text
+    otherwise.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"error() takes a status from 400 to 599, got {status}")
+        self.status = status
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        self.message = message if message is not None else phrase
+        self.headers = dict(headers or {})
+        super().__init__(f"{status}: {self.message}")
+
+    def __repr__(self) -> str:
+        return f"HTTPError(status={self.status!r}, message={self.message!r})"

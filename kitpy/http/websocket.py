@@ -1,0 +1,252 @@
+"""In-memory WebSocket ends: ``client, server = WebSocketPair()``.
+
+Theory of operation
+-------------------
+A pair is two :class:`WebSocket` ends, each with an inbox. ``a.send(m)`` puts ``m`` in
+``b``'s inbox and never blocks, so a broadcast to many peers cannot be stalled by one
+slow peer. Instead every inbox is bounded (``max_buffered_bytes``): when a peer falls
+that far behind, the pair is closed with 1008 and the backlog dropped, so a slow reader
+cannot grow memory without bound.
+
+The application keeps the *server* end: it must ``accept()`` it before receiving, and
+it receives with ``await receive()`` or ``async for message in ws``. The *client* end
+is returned in ``Response(status=101, websocket=client)``; the server (or TestClient)
+attaches it to the real connection and shuttles messages between the wire and it.
+
+``close(code, reason)`` on either end delivers a close to the other, after the messages
+already queued; both ends then report ``close_code``. An end whose peer has closed is
+``closed`` at once, even before it drains its inbox, so holders such as durable objects
+can drop it from their lists immediately.
+
+These objects belong to one event loop; use them from async code on that loop.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from enum import Enum, auto
+from typing import Any
+
+import anyio
+
+__all__ = ("WebSocket", "WebSocketClosed", "WebSocketPair", "WebSocketState")
+
+#: Default bound on the bytes queued for one reader before it counts as too slow.
+MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+#: Close codes an application may send (RFC 6455 section 7.4).
+_SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+
+class WebSocketState(Enum):
+    CONNECTING = auto()
+    OPEN = auto()
+    CLOSED = auto()
+
+
+class WebSocketClosed(Exception):
+    """Raised by ``receive()`` once the socket is closed."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
+
+
+class _Close:
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class WebSocket:
+    """One end of a :class:`WebSocketPair`."""
+
+    max_buffered_bytes: int = MAX_BUFFERED_BYTES
+
+    def __init__(self) -> None:
+        self._peer: WebSocket | None = None
+        self._inbox: deque[str | bytes | _Close] = deque()
+        self._inbox_bytes = 0
+        self._waiter: anyio.Event | None = None
+        self._peer_closed = False
+        self._close_callbacks: list[Callable[[WebSocket], None]] = []
+        self.state = WebSocketState.CONNECTING
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: The subprotocol the server chose, once known.
+        self.protocol: str | None = None
+        self._attachment: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def accept(self) -> None:
+        """Start using this end; messages that arrived before are kept."""
+        if self.state is WebSocketState.CLOSED:
+            raise RuntimeError("cannot accept a WebSocket that is already closed")
+        self.state = WebSocketState.OPEN
+
+    @property
+    def closed(self) -> bool:
+        """True once either end has closed (even with messages still queued)."""
+        return self.state is WebSocketState.CLOSED or self._peer_closed
+
+    def on_close(self, callback: Callable[[WebSocket], None]) -> None:
+        """Call ``callback(ws)`` as soon as this end is closed by either side."""
+        if self.closed:
+            callback(self)
+        else:
+            self._close_callbacks.append(callback)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close both ends with ``code`` (1000, 1001-1014 or 3000-4999)."""
+        if code not in _SENDABLE and not 3000 <= code <= 4999:
+            raise ValueError(f"invalid WebSocket close code {code}")
+        if len(reason.encode()) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
+        self.close_now(code, reason)
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Close at once without validating the code (the server uses 1006, 1009...)."""
+        if self.state is WebSocketState.CLOSED:
+            return
+        self.state = WebSocketState.CLOSED
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self._inbox.clear()
+        self._inbox_bytes = 0
+        self._wake()
+        self._fire_close()
+        peer = self._peer
+        if peer is not None and peer.state is not WebSocketState.CLOSED and not peer._peer_closed:
+            peer._peer_closed = True
+            peer._inbox.append(_Close(code, reason))
+            peer._wake()
+            peer._fire_close()
+
+    def _fire_close(self) -> None:
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(self, message: str | bytes) -> None:
+        """Queue ``message`` for the other end; never waits for it to be read."""
+        self.send_nowait(message)
+
+    def send_nowait(self, message: str | bytes) -> None:
+        """``send`` for code that cannot await."""
+        if not isinstance(message, str | bytes):
+            if isinstance(message, bytearray | memoryview):
+                message = bytes(message)
+            else:
+                raise TypeError(
+                    f"WebSocket messages are str or bytes, not {type(message).__name__}"
+                )
+        if self.closed:
+            raise WebSocketClosed(self.close_code or 1006, "send() on a closed WebSocket")
+        peer = self._peer
+        assert peer is not None
+        size = len(message)
+        if peer._inbox_bytes + size > peer.max_buffered_bytes:
+            # The reader is too slow: drop its backlog rather than grow without bound.
+            peer._inbox.clear()
+            peer._inbox_bytes = 0
+            self.close_now(1008, "send queue full: reader too slow")
+            return
+        peer._inbox.append(message)
+        peer._inbox_bytes += size
+        peer._wake()
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        """The next message; raises :class:`WebSocketClosed` once closed."""
+        if self.state is WebSocketState.CONNECTING and self._peer is not None and self._server_end:
+            raise RuntimeError("accept() the WebSocket before receiving from it")
+        while not self._inbox:
+            if self.state is WebSocketState.CLOSED:
+                raise WebSocketClosed(self.close_code or 1006, self.close_reason)
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
+            self._waiter = None
+        item = self._inbox.popleft()
+        if isinstance(item, _Close):
+            self.state = WebSocketState.CLOSED
+            if self.close_code is None:
+                self.close_code, self.close_reason = item.code, item.reason
+            self._inbox.clear()
+            self._inbox_bytes = 0
+            raise WebSocketClosed(item.code, item.reason)
+        self._inbox_bytes -= len(item)
+        return item
+
+    def receive_nowait(self) -> str | bytes | None:
+        """The next queued message, or None when none is queued (raises once closed)."""
+        if not self._inbox:
+            if self.state is WebSocketState.CLOSED:
+                raise WebSocketClosed(self.close_code or 1006, self.close_reason)
+            return None
+        head = self._inbox[0]
+        if isinstance(head, _Close):
+            self._inbox.popleft()
+            self.state = WebSocketState.CLOSED
+            if self.close_code is None:
+                self.close_code, self.close_reason = head.code, head.reason
+            raise WebSocketClosed(head.code, head.reason)
+        self._inbox.popleft()
+        self._inbox_bytes -= len(head)
+        return head
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        while True:
+            try:
+                yield await self.receive()
+            except WebSocketClosed:
+                return
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set()
+
+    _server_end = False
+
+    # -- attachments (Cloudflare's serializeAttachment) ------------------------------------
+
+    def serialize_attachment(self, value: Any) -> None:
+        """Keep a JSON-compatible value with this socket (a copy is stored)."""
+        try:
+            self._attachment = _json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"attachment must be JSON-compatible: {exc}") from None
+
+    def deserialize_attachment(self) -> Any:
+        """The value last given to ``serialize_attachment`` (None if never)."""
+        return None if self._attachment is None else _json.loads(self._attachment)
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.state.name.lower()} close_code={self.close_code}>"
+
+
+class WebSocketPair:
+    """Two connected ends: ``client, server = WebSocketPair()``."""
+
+    __slots__ = ("client", "server")
+
+    def __init__(self) -> None:
+        self.client = WebSocket()
+        self.server = WebSocket()
+        self.server._server_end = True
+        self.client._peer = self.server
+        self.server._peer = self.client
+
+    def __iter__(self) -> Iterator[WebSocket]:
+        yield self.client
+        yield self.server
+
+    def __getitem__(self, index: int) -> WebSocket:
+        return (self.client, self.server)[index]

@@ -1,0 +1,3 @@
+"""kitpy.objects."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""kitpy.protocol."""
+
+from __future__ import annotations

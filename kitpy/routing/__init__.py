@@ -1,0 +1,3 @@
+"""kitpy.routing."""
+
+from __future__ import annotations

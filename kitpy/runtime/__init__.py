@@ -1,0 +1,3 @@
+"""kitpy.runtime."""
+
+from __future__ import annotations

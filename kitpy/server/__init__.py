@@ -1,0 +1,3 @@
+"""kitpy.server."""
+
+from __future__ import annotations

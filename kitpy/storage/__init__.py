@@ -1,0 +1,3 @@
+"""kitpy.storage."""
+
+from __future__ import annotations
