@@ -1,3 +1,5 @@
 """kitpy.protocol."""
 
 from __future__ import annotations
+
+__all__: tuple[str, ...] = ()

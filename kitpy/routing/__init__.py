@@ -1,3 +1,5 @@
 """kitpy.routing."""
 
 from __future__ import annotations
+
+__all__: tuple[str, ...] = ()

@@ -1,3 +1,5 @@
 """kitpy.runtime."""
 
 from __future__ import annotations
+
+__all__: tuple[str, ...] = ()

@@ -1,3 +1,5 @@
 """kitpy.server."""
 
 from __future__ import annotations
+
+__all__: tuple[str, ...] = ()
