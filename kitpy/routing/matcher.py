@@ -1,0 +1,247 @@
+"""The compiled segment trie: request path -> (route, params).
+
+Routes are inserted into a trie keyed by their URL segments (groups left out). A
+static segment is a dict key, so ``/users/list`` among 10,000 routes costs two dict
+look-ups; parameters, optionals, rests and mixed segments (``[file].[ext]``) are
+edges tried in turn, with backtracking: an edge whose matcher rejects, or whose
+subtree does not match the rest of the path, gives way to the next candidate.
+
+Which route wins is decided by rank, its index in the precedence order of
+table.py: every node knows the best rank in its subtree, so the search visits the
+most promising branch first and drops any branch that cannot beat the best match
+found so far. The result is the route that a linear scan of the ordered table would
+find first, without the scan.
+
+Decoding follows SvelteKit (DESIGN.md, "Routes"): the path is percent-decoded except
+``%2F``, ``%3F``, ``%23`` and ``%25``, so an encoded slash stays inside one segment;
+each parameter value is then fully decoded (``/blog/a%2Fb`` gives ``"a/b"``).
+Matchers see decoded values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from urllib.parse import unquote
+
+from .discover import RouteSpec
+from .segments import Param, ParamKind, Segment, encode_static
+
+__all__ = ("RouteMatch", "RouteTrie", "decode_param", "decode_path", "split_path")
+
+NO_RANK = 1 << 62
+_KEPT_ESCAPES = re.compile(r"%(2[fF]|3[fF]|23|25)")
+
+Matcher = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """A matched route and its parameters (fully decoded; an optional parameter that
+    matched nothing is absent, an empty rest is ``""``)."""
+
+    route: RouteSpec
+    params: dict[str, str]
+
+
+def decode_path(raw_path: str) -> str:
+    """Percent-decode a path except ``%2F %3F %23 %25``, which stay (upper-cased)."""
+    if "%" not in raw_path:
+        return raw_path
+    pieces = _KEPT_ESCAPES.split(raw_path)
+    # split() with a group alternates: text, kept escape, text, ...
+    return "".join(
+        "%" + piece.upper() if i % 2 else unquote(piece, errors="replace")
+        for i, piece in enumerate(pieces)
+    )
+
+
+def decode_param(value: str) -> str:
+    """Fully decode a value taken from a :func:`decode_path` result."""
+    return unquote(value, errors="replace") if "%" in value else value
+
+
+def split_path(raw_path: str) -> list[str]:
+    """Decode a raw request path and split it into segments.
+
+    ``/`` is no segment at all; one trailing slash is ignored (``/about/`` is
+    ``["about"]``): redirecting it is the runtime's job.
+    """
+    path = decode_path(raw_path)
+    body = path[1:] if path.startswith("/") else path
+    if body.endswith("/"):
+        body = body[:-1]
+    return body.split("/") if body else []
+
+
+class _EdgeKind(Enum):
+    PARAM = auto()  # [p]: one non-empty segment
+    OPTIONAL = auto()  # [[p]]: zero or one non-empty segment
+    REST = auto()  # [...p]: zero or more segments
+    MIXED = auto()  # text and params in one segment: [file].[ext], foo-[c]
+    MIXED_REST = auto()  # a mixed segment with a rest: static[...p], [...p].json
+
+
+@dataclass(eq=False)
+class _Node:
+    static: dict[str, _Node] = field(default_factory=dict)
+    dynamic: list[_Edge] = field(default_factory=list)
+    edges: dict[str, _Edge] = field(default_factory=dict)  # dynamic, by raw segment
+    route: RouteSpec | None = None
+    rank: int = NO_RANK
+    best: int = NO_RANK  # the best (lowest) rank in this subtree
+
+
+@dataclass(eq=False)
+class _Edge:
+    kind: _EdgeKind
+    child: _Node
+    params: tuple[Param, ...]
+    checks: tuple[Matcher | None, ...]
+    regex: re.Pattern[str] | None = None
+
+
+class RouteTrie:
+    """A trie over routes given in precedence order (the first has rank 0)."""
+
+    def __init__(self, routes: Iterable[RouteSpec], matchers: Mapping[str, Matcher]) -> None:
+        self._root = _Node()
+        self._matchers = matchers
+        for rank, route in enumerate(routes):
+            self._insert(route, rank)
+        self._finish(self._root)
+
+    def _insert(self, route: RouteSpec, rank: int) -> None:
+        node = self._root
+        for segment in route.path_segments:
+            node = self._child(node, segment)
+        if rank < node.rank:  # table.py rejects duplicates; keep the first anyway
+            node.route, node.rank = route, rank
+
+    def _child(self, node: _Node, segment: Segment) -> _Node:
+        if segment.is_static:
+            return node.static.setdefault(encode_static(segment.text), _Node())
+        # Edges are shared by identical segments ([id] in two routes), never by
+        # [id] and [slug]: each edge names the parameter it sets.
+        edge = node.edges.get(segment.raw)
+        if edge is None:
+            edge = node.edges[segment.raw] = self._edge_for(segment)
+            node.dynamic.append(edge)
+        return edge.child
+
+    def _edge_for(self, segment: Segment) -> _Edge:
+        params = segment.params
+        checks = tuple(self._matchers[p.matcher] if p.matcher else None for p in params)
+        lone = segment.lone_param
+        if lone is not None:
+            kind = {
+                ParamKind.REQUIRED: _EdgeKind.PARAM,
+                ParamKind.OPTIONAL: _EdgeKind.OPTIONAL,
+                ParamKind.REST: _EdgeKind.REST,
+            }[lone.kind]
+            return _Edge(kind, _Node(), params, checks)
+        # As SvelteKit's parse_route_id: required is lazy and stays in the segment,
+        # optional may be empty, a rest inside text is lazy and may span segments.
+        pattern = "".join(
+            re.escape(encode_static(part))
+            if isinstance(part, str)
+            else {
+                ParamKind.REQUIRED: "([^/]+?)",
+                ParamKind.OPTIONAL: "([^/]*)?",
+                ParamKind.REST: "(.*?)",
+            }[part.kind]
+            for part in segment.parts
+        )
+        has_rest = any(p.kind is ParamKind.REST for p in params)
+        kind = _EdgeKind.MIXED_REST if has_rest else _EdgeKind.MIXED
+        return _Edge(kind, _Node(), params, checks, re.compile(pattern, re.DOTALL))
+
+    def _finish(self, node: _Node) -> int:
+        best = node.rank
+        for child in node.static.values():
+            best = min(best, self._finish(child))
+        for edge in node.dynamic:
+            best = min(best, self._finish(edge.child))
+        node.dynamic.sort(key=lambda e: e.child.best)
+        node.edges.clear()  # only needed while building
+        node.best = best
+        return best
+
+    def match(self, raw_path: str) -> RouteMatch | None:
+        """The best-ranked route matching ``raw_path`` (percent-encoded, no query)."""
+        search = _Search(split_path(raw_path))
+        search.walk(self._root, 0)
+        if search.route is None:
+            return None
+        return RouteMatch(search.route, search.result)
+
+
+class _Search:
+    """One depth-first search; keeps the best match found so far."""
+
+    __slots__ = ("n", "params", "rank", "result", "route", "segs")
+
+    def __init__(self, segs: list[str]) -> None:
+        self.segs = segs
+        self.n = len(segs)
+        self.params: dict[str, str] = {}
+        self.rank = NO_RANK
+        self.route: RouteSpec | None = None
+        self.result: dict[str, str] = {}
+
+    def walk(self, node: _Node, i: int) -> None:
+        if node.best >= self.rank:
+            return
+        segs, n = self.segs, self.n
+        if i == n and node.rank < self.rank:
+            self.rank, self.route, self.result = node.rank, node.route, dict(self.params)
+        if i < n:
+            child = node.static.get(segs[i])
+            if child is not None:
+                self.walk(child, i + 1)
+        for edge in node.dynamic:
+            if edge.child.best >= self.rank:
+                break  # sorted by best rank: nothing further can win
+            kind = edge.kind
+            if kind is _EdgeKind.PARAM or kind is _EdgeKind.OPTIONAL:
+                if i < n and segs[i]:
+                    self._try(edge, i, i + 1, decode_param(segs[i]))
+                if kind is _EdgeKind.OPTIONAL:
+                    self.walk(edge.child, i)  # the optional takes nothing
+            elif kind is _EdgeKind.REST:
+                # greedy, as SvelteKit's `(?:/(.*))?`: the longest rest first
+                for end in range(n, i - 1, -1):
+                    self._try(edge, i, end, decode_param("/".join(segs[i:end])))
+            else:
+                last = n if kind is _EdgeKind.MIXED_REST else min(i + 1, n)
+                for end in range(i + 1, last + 1):  # lazy: the shortest first
+                    self._try_mixed(edge, i, end)
+
+    def _try(self, edge: _Edge, i: int, end: int, value: str) -> None:
+        check = edge.checks[0]
+        if check is not None and not check(value):
+            return
+        name = edge.params[0].name
+        self.params[name] = value
+        self.walk(edge.child, end)
+        del self.params[name]
+
+    def _try_mixed(self, edge: _Edge, i: int, end: int) -> None:
+        assert edge.regex is not None
+        found = edge.regex.fullmatch("/".join(self.segs[i:end]))
+        if found is None:
+            return
+        values: list[tuple[str, str]] = []
+        for param, check, raw in zip(edge.params, edge.checks, found.groups(), strict=True):
+            if not raw and param.kind is ParamKind.OPTIONAL:
+                continue  # an optional that matched nothing is absent
+            value = decode_param(raw or "")
+            if check is not None and not check(value):
+                return
+            values.append((param.name, value))
+        self.params.update(values)
+        self.walk(edge.child, end)
+        for name, _ in values:
+            del self.params[name]
