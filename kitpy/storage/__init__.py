@@ -1,5 +1,22 @@
-"""kitpy.storage."""
+"""kitpy.storage: persistence of JSON values by key for durable objects.
+
+Knows nothing of objects: a :class:`StorageBackend` (one per site) hands out a
+per-(namespace, object id) :class:`Storage`. :class:`SqliteBackend` is the durable,
+embedded store; :class:`MemoryBackend` has the same semantics in memory, for tests.
+"""
 
 from __future__ import annotations
 
-__all__: tuple[str, ...] = ()
+from kitpy.storage.base import Storage as Storage
+from kitpy.storage.base import StorageBackend as StorageBackend
+from kitpy.storage.base import Transaction as Transaction
+from kitpy.storage.memory import MemoryBackend as MemoryBackend
+from kitpy.storage.sqlite import SqliteBackend as SqliteBackend
+
+__all__ = (
+    "MemoryBackend",
+    "SqliteBackend",
+    "Storage",
+    "StorageBackend",
+    "Transaction",
+)

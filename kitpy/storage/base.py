@@ -1,0 +1,218 @@
+"""The storage contract: the protocols callers code against, and its input rules.
+
+A :class:`StorageBackend` is one per site; ``backend.storage(namespace, object_id)``
+gives the per-object :class:`Storage` view a durable object sees as ``state.storage``.
+Values are JSON-compatible (``dict`` with ``str`` keys, ``list``, ``str``, ``int``,
+``float``, ``bool``, ``None``) and are stored as JSON text; keys are non-empty ``str``.
+Key order is UTF-8 byte order, as Cloudflare's (DESIGN.md, "API details": ``start``
+inclusive, ``end`` exclusive).
+
+Writes (``put``, ``delete``, ``delete_all``, ``set_alarm``, ``delete_alarm``) are plain
+functions: they validate and enqueue synchronously and return an awaitable that
+completes once the write is durable. Writes issued with no ``await`` between them are
+committed together, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol, overload
+
+from kitpy.errors import StorageError
+
+__all__ = (
+    "Storage",
+    "StorageBackend",
+    "Transaction",
+    "alarm_time",
+    "check_key",
+    "check_keys",
+    "check_name",
+    "encode_value",
+)
+
+
+class Transaction(Protocol):
+    """The ``txn`` of ``async with storage.transaction() as txn``: reads see its own writes."""
+
+    @overload
+    async def get(self, key: str) -> Any | None: ...
+    @overload
+    async def get(self, key: list[str]) -> dict[str, Any]: ...
+
+    @overload
+    def put(self, key: str, value: Any) -> Awaitable[None]: ...
+    @overload
+    def put(self, key: dict[str, Any]) -> Awaitable[None]: ...
+
+    @overload
+    def delete(self, key: str) -> Awaitable[bool]: ...
+    @overload
+    def delete(self, key: list[str]) -> Awaitable[int]: ...
+
+    async def list(
+        self,
+        *,
+        prefix: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> dict[str, Any]: ...
+
+    def rollback(self) -> None:
+        """Discard every write of this transaction; nothing is committed at exit."""
+
+
+class Storage(Protocol):
+    """Persistent JSON values by key for one (namespace, object id)."""
+
+    @overload
+    async def get(self, key: str) -> Any | None: ...
+    @overload
+    async def get(self, key: list[str]) -> dict[str, Any]: ...
+
+    @overload
+    def put(self, key: str, value: Any) -> Awaitable[None]: ...
+    @overload
+    def put(self, key: dict[str, Any]) -> Awaitable[None]: ...
+
+    @overload
+    def delete(self, key: str) -> Awaitable[bool]: ...
+    @overload
+    def delete(self, key: list[str]) -> Awaitable[int]: ...
+
+    async def list(
+        self,
+        *,
+        prefix: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> dict[str, Any]: ...
+
+    def delete_all(self) -> Awaitable[None]:
+        """Delete every key of this object (its alarm stays)."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """An atomic group of writes; an exception or ``rollback()`` writes nothing."""
+
+    async def get_alarm(self) -> float | None:
+        """The alarm time in epoch seconds, or None."""
+
+    def set_alarm(self, when: datetime | float) -> Awaitable[None]:
+        """Set the object's one alarm: an aware datetime or epoch seconds."""
+
+    def delete_alarm(self) -> Awaitable[None]:
+        """Remove the object's alarm, if any."""
+
+    async def sync(self) -> None:
+        """Wait until every write issued so far is durable."""
+
+
+class StorageBackend(Protocol):
+    """One per site: the store shared by every object of every namespace."""
+
+    def storage(self, namespace: str, object_id: str) -> Storage:
+        """The view of one object's storage; cheap, and may be asked for again."""
+
+    async def pending_alarms(self) -> list[tuple[str, str, float]]:
+        """``(namespace, object_id, epoch seconds)`` of every alarm set, for re-arming."""
+
+    async def aclose(self) -> None:
+        """Flush every pending write, then close (graceful shutdown)."""
+
+
+MAX_DEPTH = 100  # nesting levels in a stored value
+
+
+def check_name(what: str, name: object) -> str:
+    """A namespace or object id: a non-empty str."""
+    if type(name) is not str or not name:
+        raise StorageError(f"storage {what} must be a non-empty str, got {name!r}")
+    return name
+
+
+def check_key(key: object) -> str:
+    """A storage key: a non-empty str encodable as UTF-8 (the key order is byte order)."""
+    if type(key) is not str:
+        raise StorageError(f"storage keys must be str, got {type(key).__name__}: {key!r}")
+    if not key:
+        raise StorageError("storage keys must be non-empty strings, got ''")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StorageError(f"storage key {key!r} is not valid Unicode (lone surrogate)") from None
+    return key
+
+
+def check_keys(keys: object) -> list[str]:
+    """A list (or tuple) of keys for get/delete of many."""
+    if not isinstance(keys, list | tuple):
+        raise StorageError(
+            f"storage keys must be a str or a list of str, got {type(keys).__name__}"
+        )
+    return [check_key(key) for key in keys]
+
+
+def _find_bad(value: object, where: str, depth: int) -> str | None:
+    """Where in ``value`` something is not JSON-compatible, described for a message."""
+    if value is None or isinstance(value, str | int):  # bool is an int
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} is {value!r} (not valid in JSON)"
+    if depth > MAX_DEPTH:
+        return f"{where} nests deeper than {MAX_DEPTH} levels (or contains itself)"
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_bad(item, f"{where}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                return f"{where} has a key of type {type(name).__name__}: {name!r} (must be str)"
+            found = _find_bad(item, f"{where}[{name!r}]", depth + 1)
+            if found:
+                return found
+        return None
+    return f"{where} is of type {type(value).__name__}"
+
+
+def encode_value(key: str, value: object) -> str:
+    """``value`` as compact JSON text, or StorageError naming the key and the bad type."""
+    problem = _find_bad(value, "the value", 0)
+    if problem is None:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "the value holds a str with a lone surrogate"
+        else:
+            return text
+    raise StorageError(
+        f"cannot store key {key!r}: {problem}; storage values must be JSON-compatible "
+        "(dict with str keys, list, str, int, float, bool, None)"
+    )
+
+
+def alarm_time(when: object) -> float:
+    """An alarm time as epoch seconds: from an aware datetime or a number."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise StorageError(
+                f"set_alarm() needs an aware datetime, got naive {when.isoformat()}; "
+                "pass e.g. datetime.now(timezone.utc) or epoch seconds"
+            )
+        return when.timestamp()
+    if isinstance(when, int | float) and not isinstance(when, bool) and math.isfinite(when):
+        return float(when)
+    raise StorageError(
+        f"set_alarm() takes an aware datetime or epoch seconds, got {type(when).__name__}: {when!r}"
+    )
