@@ -262,10 +262,11 @@ def check_conflicts(routes: list[RouteSpec]) -> None:
                 continue
             if other is route:
                 continue
-            pattern = "/" + "/".join("".join(part) for seg in key for part in seg)
+            pattern = "/" + "/".join("".join("".join(part) for part in seg) for seg in key)
             raise RouteConflictError(
                 f"routes {other.id!r} ({other.file}) and {route.id!r} ({route.file}) "
-                f"both match the pattern {pattern!r}; rename or remove one of the two files",
+                f"have the same pattern {pattern!r} (parameter names do not count, nor groups); "
+                "rename or remove one of the two files",
                 path=route.file,
             )
 
