@@ -82,7 +82,7 @@ class SqliteDriver:
         elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
             hint = " (the file is corrupt or not a kitpy storage database)"
         elif any(word in lowered for word in ("readonly", "read-only", "permission", "open")):
-            hint = " (check that the folder and the file exist and are writable)"
+            hint = f" (check that {self.path.parent} is a folder this process may write to)"
         error = StorageError(f"storage database {self.path}: {action} failed: {detail}{hint}")
         error.__cause__ = exc
         return error
