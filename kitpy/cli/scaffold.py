@@ -1,0 +1,124 @@
+"""``kitpy new DIR [--template minimal|chat] [--force]``: write a working site.
+
+A template is a folder of plain files under ``kitpy/cli/templates/<name>/``, copied as
+they are, with two exceptions:
+
+- a file named ``gitignore`` becomes ``.gitignore`` (dot files are easy to lose when
+  packaging, so none is stored);
+- ``{{site_name}}`` in a ``README.md`` becomes the name of the new folder.
+
+Caches a template folder may have picked up (``__pycache__``, ``.pytest_cache``,
+``.kitpy``) are never copied.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from kitpy.errors import KitpyError
+
+__all__ = (
+    "DEFAULT_TEMPLATE",
+    "TEMPLATES",
+    "ScaffoldError",
+    "Scaffolded",
+    "new_command",
+    "scaffold",
+)
+
+#: The templates ``kitpy new`` knows, in the order ``--help`` shows them.
+TEMPLATES = ("minimal", "chat")
+DEFAULT_TEMPLATE = "minimal"
+
+#: Stored name -> written name, for files that must not be dot files in the package.
+_RENAMES = {"gitignore": ".gitignore"}
+#: Never copied out of a template folder.
+_SKIP = frozenset({"__pycache__", ".pytest_cache", ".kitpy", ".mypy_cache", ".ruff_cache"})
+_SITE_NAME = "{{site_name}}"
+
+
+class ScaffoldError(KitpyError):
+    """``kitpy new`` cannot write the site (a non-empty folder, an unknown template)."""
+
+
+@dataclass(frozen=True)
+class Scaffolded:
+    """What :func:`scaffold` wrote."""
+
+    target: Path
+    template: str
+    files: tuple[Path, ...]
+
+
+def _template_root(template: str) -> Traversable:
+    if template not in TEMPLATES:
+        known = ", ".join(TEMPLATES)
+        raise ScaffoldError(f"unknown template {template!r}; choose one of: {known}")
+    return resources.files("kitpy.cli").joinpath("templates").joinpath(template)
+
+
+def _walk(folder: Traversable, relative: Path) -> list[tuple[Path, Traversable]]:
+    found: list[tuple[Path, Traversable]] = []
+    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+        if entry.name in _SKIP or entry.name.endswith(".pyc"):
+            continue
+        if entry.is_dir():
+            found.extend(_walk(entry, relative / entry.name))
+        else:
+            found.append((relative / _RENAMES.get(entry.name, entry.name), entry))
+    return found
+
+
+def scaffold(target: Path, template: str = DEFAULT_TEMPLATE, *, force: bool = False) -> Scaffolded:
+    """Copy ``template`` into ``target`` (created if missing) and return what was written.
+
+    Raises:
+        ScaffoldError: unknown template; ``target`` is a file; or ``target`` is a folder
+            with something in it and ``force`` is false. With ``force``, files of the
+            template overwrite files of the same name; other files are left alone.
+    """
+    root = _template_root(template)
+    if target.exists() and not target.is_dir():
+        raise ScaffoldError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise ScaffoldError(
+            f"{target} is not empty; choose a new folder, or pass --force to write the "
+            f"{template} template into it (files with the same names are overwritten)"
+        )
+    site_name = target.resolve().name
+    written: list[Path] = []
+    for relative, source in _walk(root, Path()):
+        data = source.read_bytes()
+        if relative.name == "README.md":
+            data = data.replace(_SITE_NAME.encode(), site_name.encode())
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(data)
+        written.append(relative)
+    return Scaffolded(target=target, template=template, files=tuple(written))
+
+
+def new_command(directory: str, template: str = DEFAULT_TEMPLATE, *, force: bool = False) -> int:
+    """Run ``kitpy new``: scaffold, then say what to do next. Returns the exit code.
+
+    Errors are raised as :class:`ScaffoldError` for the CLI to print.
+    """
+    result = scaffold(Path(directory), template, force=force)
+    shown = directory.rstrip("/\\") or "."
+    lines = [f"Created {shown}/ from the {template} template ({len(result.files)} files).", ""]
+    lines.append("Next:")
+    if Path(directory).resolve() != Path.cwd():
+        lines.append(f"  cd {shlex.quote(shown)}")
+    lines += [
+        "  kitpy dev            # http://127.0.0.1:5173, reloads on change",
+        "  python -m pytest     # the site's own tests",
+        "",
+    ]
+    sys.stdout.write("\n".join(lines))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,1 @@
+"""The chat's durable objects: ChatRoom and RateLimiter."""
