@@ -18,6 +18,7 @@ from kitpy.http.response import text as text
 from kitpy.http.websocket import WebSocket as WebSocket
 from kitpy.http.websocket import WebSocketClosed as WebSocketClosed
 from kitpy.http.websocket import WebSocketPair as WebSocketPair
+from kitpy.runtime.hooks import sequence as sequence
 
 __all__ = (
     "HTTPError",
@@ -32,5 +33,6 @@ __all__ = (
     "html",
     "json",
     "redirect",
+    "sequence",
     "text",
 )

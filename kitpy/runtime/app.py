@@ -1,0 +1,242 @@
+"""SiteApp: a loaded site as the server's ``types.App``.
+
+One request goes through these steps:
+
+1. ``/about/`` answers 308 with ``Location: /about`` (query kept); ``/`` stays
+   (DESIGN.md, "Routes"). This happens before the hooks.
+2. Behind a trusted proxy, the client address and scheme come from X-Forwarded-*.
+3. The route is matched, so hooks see ``event.route`` and ``event.params``.
+4. ``handle(event, resolve)`` runs (the hooks' chain, or just ``resolve``);
+   ``resolve`` tries ``static/`` first (a file wins over a route at the same path),
+   then the route's handler. Errors inside ``resolve`` become responses there, so a
+   hook gets the 404 or 500 as a Response it may decorate.
+5. Cookies set through ``event.cookies`` are added to the final response.
+
+``lifespan()`` owns every background task: the durable object system (object tasks,
+alarms) and the tasks started by ``event.platform.wait_until``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+from anyio.abc import TaskGroup
+
+from kitpy.errors import HTTPError
+from kitpy.http.request import Request
+from kitpy.http.response import Response, text
+from kitpy.runtime.dispatch import dispatch
+from kitpy.runtime.event import Env, Platform, RequestEvent, client_and_url
+from kitpy.runtime.hooks import (
+    call_handle,
+    http_error_response,
+    unexpected_error_response,
+)
+from kitpy.runtime.results import ResultError, to_response
+from kitpy.runtime.site import Site, load_site
+
+__all__ = ("SiteApp", "load_app")
+
+logger = logging.getLogger("kitpy")
+
+#: How long ``lifespan()`` waits at exit for ``wait_until`` tasks before cancelling them.
+DEFAULT_TASK_GRACE = 10.0
+
+StaticResponder = Callable[[Request], Awaitable[Response | None]]
+
+
+def load_app(site_dir: Path, *, dev: bool = False, state_dir: Path | None = None) -> SiteApp:
+    """Load the site at ``site_dir`` and return the app the server runs.
+
+    ``dev`` shows tracebacks in 500 responses; ``state_dir`` is where durable storage
+    lives (default: the site's ``.kitpy/``).
+
+    Raises:
+        SiteError: the site is broken (names the file and line).
+    """
+    return SiteApp(load_site(site_dir), dev=dev, state_dir=state_dir)
+
+
+class SiteApp:
+    """``await app(request) -> Response`` inside ``async with app.lifespan():``."""
+
+    def __init__(self, site: Site, *, dev: bool = False, state_dir: Path | None = None) -> None:
+        self.site = site
+        self.dev = dev
+        self.state_dir = state_dir if state_dir is not None else site.state_dir
+        self.env = Env(site.config.env)
+        self.platform = Platform(self.env, self._wait_until)
+        self.task_grace = float(
+            site.config.server.limits.get("shutdown_timeout", DEFAULT_TASK_GRACE)
+        )
+        self._static = _static_responder(site.static_dir)
+        self._tasks: TaskGroup | None = None
+        self._loop_thread: int | None = None
+        self._running = 0
+        self._idle: anyio.Event | None = None
+
+    # -- lifespan ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Run the object system and own ``wait_until`` tasks until exit."""
+        async with AsyncExitStack() as stack:
+            if self.site.bindings:
+                await self._start_objects(stack)
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                self._loop_thread = threading.get_ident()
+                try:
+                    yield
+                finally:
+                    self._tasks = None
+                    if self._running:
+                        self._idle = anyio.Event()
+                        with anyio.move_on_after(self.task_grace, shield=True):
+                            await self._idle.wait()
+                    tasks.cancel_scope.cancel()
+
+    async def _start_objects(self, stack: AsyncExitStack) -> None:
+        from kitpy.objects import ObjectSystem
+        from kitpy.storage import SqliteBackend
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        backend = SqliteBackend(self.state_dir / "storage.sqlite3")
+        stack.push_async_callback(backend.aclose)
+        system = ObjectSystem(
+            backend,
+            self.site.bindings,
+            self.env,
+            idle_timeout=self.site.config.server.object_idle_timeout,
+        )
+        await stack.enter_async_context(system.run())
+        for name in self.site.bindings:
+            self.env._set(name, system.namespace(name))
+
+    def _wait_until(self, awaitable: Awaitable[Any]) -> None:
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(
+                f"wait_until() takes a coroutine or awaitable, got {type(awaitable).__name__}"
+            )
+        tasks = self._tasks
+        if tasks is None:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            raise RuntimeError("wait_until() needs a running app (inside app.lifespan())")
+        self._running += 1
+
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                logger.exception("a wait_until() task failed")
+            finally:
+                self._running -= 1
+                if self._running == 0 and self._idle is not None:
+                    self._idle.set()
+
+        if threading.get_ident() == self._loop_thread:
+            tasks.start_soon(run)
+        else:  # a plain-def handler in a worker thread
+            anyio.from_thread.run_sync(tasks.start_soon, run)
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            return await self._respond(request)
+        except Exception:  # pragma: no cover - a bug in kitpy itself; keep serving
+            logger.exception("kitpy failed to answer %s %s", request.method, request.url)
+            return text("Internal Server Error", 500)
+
+    async def _respond(self, request: Request) -> Response:
+        raw_path = request.url.raw_path
+        if len(raw_path) > 1 and raw_path.endswith("/"):
+            return _trailing_slash_redirect(request)
+        client, request = client_and_url(request, self.site.config.server)
+        match = self.site.table.match(request.url.raw_path)
+        event = RequestEvent(
+            request,
+            platform=self.platform,
+            params=dict(match.params) if match else {},
+            route=match.route.id if match else None,
+            client=client,
+        )
+        handle = self.site.handle
+        try:
+            if handle is None:
+                response = await self._resolve(event)
+            else:
+                result = await call_handle(handle, event, self._resolve)
+                response = to_response(result, "hooks.py: handle()")
+        except HTTPError as exc:
+            response = http_error_response(exc, event.request)
+        except ResultError as exc:
+            logger.error("%s", exc)
+            response = await self._unexpected(exc, event)
+        except Exception as exc:
+            logger.error("hooks.py: handle() raised", exc_info=exc)
+            response = await self._unexpected(exc, event)
+        for value in event.cookies.set_cookie_headers():
+            response.headers.add("set-cookie", value)
+        return response
+
+    async def _resolve(self, event: RequestEvent) -> Response:
+        """Static file, else the route's handler; errors become responses here."""
+        where = "static/"
+        try:
+            if self._static is not None:
+                found = await self._static(event.request)
+                if found is not None:
+                    return found
+            endpoint = self.site.endpoints.get(event.route) if event.route else None
+            if endpoint is None:
+                raise HTTPError(404)
+            where = endpoint.file
+            return await dispatch(
+                endpoint, event, time_limit=self.site.config.server.handler_timeout
+            )
+        except HTTPError as exc:
+            return http_error_response(exc, event.request)
+        except ResultError as exc:
+            logger.error("%s", exc)
+            return await self._unexpected(exc, event)
+        except Exception as exc:
+            logger.error("%s: %s raised", where, event.request.method, exc_info=exc)
+            return await self._unexpected(exc, event)
+
+    async def _unexpected(self, exc: BaseException, event: RequestEvent) -> Response:
+        return await unexpected_error_response(
+            exc, event, dev=self.dev, handle_error=self.site.handle_error
+        )
+
+    def close(self) -> None:
+        """Unload the site's modules (after the lifespan is over)."""
+        self.site.close()
+
+
+def _trailing_slash_redirect(request: Request) -> Response:
+    # Relative Location; leading slashes collapse so "//evil.example/" cannot become a
+    # protocol-relative redirect to another host.
+    location = "/" + request.url.raw_path.strip("/")
+    if request.url.query_string:
+        location += "?" + request.url.query_string
+    return Response(None, 308, {"location": location})
+
+
+def _static_responder(directory: Path) -> StaticResponder | None:
+    if not directory.is_dir():
+        return None
+    try:
+        from kitpy.runtime.static import StaticFiles
+    except ImportError:  # pragma: no cover - only while static.py is being written
+        return None
+    return StaticFiles(directory).respond

@@ -1,0 +1,159 @@
+"""Method lookup for one route file (DESIGN.md, "Endpoints").
+
+- ``get``, ``post``, ``put``, ``patch``, ``delete``, ``options`` answer their method;
+  ``fallback`` answers any method the file has no handler for.
+- HEAD is answered by ``get`` (or ``fallback``) without a body, with the
+  ``Content-Length`` GET would send when the body is known (RFC 9110 section 9.3.2).
+- A method with no handler is a 405 with ``Allow`` listing the handled methods, HEAD
+  when ``get`` exists, and OPTIONS (always answered); OPTIONS with no handler is a 204
+  with that ``Allow``.
+- A plain ``def`` runs in a worker thread (``anyio.to_thread``) so it cannot block the
+  event loop; an ``async def`` runs on the loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncGenerator, Callable, Generator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from kitpy.errors import HTTPError, SiteError
+from kitpy.http.response import Response
+from kitpy.runtime.event import RequestEvent
+from kitpy.runtime.results import to_response
+
+__all__ = ("HANDLER_NAMES", "Endpoint", "dispatch", "endpoint_from_module")
+
+#: Handler names in the order ``Allow`` lists their methods.
+HANDLER_NAMES = ("get", "post", "put", "patch", "delete", "options")
+_ALL_NAMES = (*HANDLER_NAMES, "fallback")
+
+logger = logging.getLogger("kitpy")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The handlers of one route file."""
+
+    route_id: str
+    #: The route file as shown to users, relative to the site (``routes/x.py``).
+    file: str
+    handlers: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+    def methods(self) -> list[str]:
+        """The methods handled, as ``Allow`` lists them (OPTIONS always included)."""
+        methods: list[str] = []
+        for name in HANDLER_NAMES:
+            if name in self.handlers:
+                methods.append(name.upper())
+                if name == "get":
+                    methods.append("HEAD")
+        if "OPTIONS" not in methods:
+            methods.append("OPTIONS")
+        return methods
+
+    def allow(self) -> str:
+        return ", ".join(self.methods())
+
+
+def endpoint_from_module(module: ModuleType, route_id: str, file: str) -> Endpoint:
+    """Collect the handlers of a route module.
+
+    Raises:
+        SiteError: a handler name is bound to something that is not callable, or the
+            file uses upper-case names (``GET``) and no lower-case ones.
+    """
+    handlers: dict[str, Callable[..., Any]] = {}
+    for name in _ALL_NAMES:
+        value = getattr(module, name, None)
+        if value is None:
+            continue
+        if not callable(value):
+            raise SiteError(f"{name} must be a function, got {type(value).__name__}", file)
+        handlers[name] = value
+    if not handlers:
+        upper = [n.upper() for n in _ALL_NAMES if callable(getattr(module, n.upper(), None))]
+        if upper:
+            raise SiteError(
+                f"handlers are lower case in kitpy: rename {upper[0]} to {upper[0].lower()}",
+                file,
+                _line_of(getattr(module, upper[0])),
+            )
+    return Endpoint(route_id=route_id, file=file, handlers=handlers)
+
+
+def _line_of(function: Any) -> int | None:
+    code = getattr(function, "__code__", None)
+    return code.co_firstlineno if code is not None else None
+
+
+async def dispatch(
+    endpoint: Endpoint, event: RequestEvent, *, time_limit: float | None = None
+) -> Response:
+    """Call the handler for ``event.request.method`` and turn its result into a Response.
+
+    Raises:
+        HTTPError: 405 for a method with no handler (and whatever the handler raises).
+        ResultError: the handler returned something that is not a response.
+    """
+    method = event.request.method
+    handlers = endpoint.handlers
+    head = method == "HEAD"
+    if head:
+        name = "get" if "get" in handlers else "fallback"
+    else:
+        name = method.lower() if method.lower() in HANDLER_NAMES else "fallback"
+        if name not in handlers:
+            name = "fallback"
+    handler = handlers.get(name)
+    if handler is None:
+        allow = endpoint.allow()
+        if method == "OPTIONS":
+            return Response(None, 204, {"allow": allow})
+        raise HTTPError(405, None, {"allow": allow})
+
+    where = f"{endpoint.file}: {name}()"
+    result = await _call(handler, event, where, time_limit)
+    response = to_response(result, where)
+    if head:
+        await _strip_body(response)
+    return response
+
+
+async def _call(
+    handler: Callable[..., Any], event: RequestEvent, where: str, time_limit: float | None
+) -> Any:
+    try:
+        with anyio.fail_after(time_limit):
+            if inspect.iscoroutinefunction(handler):
+                result = await handler(event)
+            else:
+                # abandon_on_cancel: with a timeout, stop waiting for a stuck thread.
+                result = await anyio.to_thread.run_sync(
+                    handler, event, abandon_on_cancel=time_limit is not None
+                )
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+    except TimeoutError:
+        logger.error("%s did not return within handler_timeout (%ss)", where, time_limit)
+        raise HTTPError(503, "The handler took too long to answer.") from None
+
+
+async def _strip_body(response: Response) -> None:
+    """Drop the body of a HEAD response, keeping the length GET would send."""
+    if response.body is not None and response.status not in (204, 304) and response.status >= 200:
+        response.headers.setdefault("content-length", str(len(response.body)))
+    response.body = b""
+    stream = response.stream
+    response.stream = None
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()
+    elif isinstance(stream, Generator):
+        stream.close()

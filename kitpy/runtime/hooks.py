@@ -1,0 +1,182 @@
+"""The ``handle`` / ``resolve`` chain, ``sequence()``, and error responses.
+
+A site's ``hooks.py`` may define (DESIGN.md, "Hooks"):
+
+``async def handle(event, resolve)``
+    Runs for every request, static files and WebSocket upgrades included. It returns
+    a Response: usually ``await resolve(event)``, possibly another one (101 included).
+    ``sequence(a, b, c)`` chains several: ``a`` gets a ``resolve`` that runs ``b``,
+    whose ``resolve`` runs ``c``, whose ``resolve`` is the real one.
+
+``handle_error(error, event)``, plain or async
+    Called for an unexpected exception (not for :class:`~kitpy.HTTPError`); returns
+    the body of the 500: a str (text/plain) or a dict (JSON). Returning None, or not
+    defining it, gives the default body: the traceback in ``kitpy dev``, a generic
+    "Internal Server Error" in ``kitpy serve``, which never shows internals.
+
+An :class:`~kitpy.HTTPError` (``error(404, "no such room")``) becomes its status with
+``{"message": ...}`` as JSON when the client accepts JSON, plain text otherwise.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import inspect
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kitpy.errors import HTTPError
+from kitpy.http.request import Request
+from kitpy.http.response import HTML_TYPE, Response, json, text
+from kitpy.runtime.event import RequestEvent
+from kitpy.runtime.results import to_response
+
+__all__ = (
+    "Handle",
+    "HandleError",
+    "Resolve",
+    "accepts_json",
+    "call_handle",
+    "http_error_response",
+    "sequence",
+    "unexpected_error_response",
+)
+
+Resolve = Callable[[RequestEvent], Awaitable[Response]]
+Handle = Callable[[RequestEvent, Resolve], Awaitable[Response]]
+HandleError = Callable[[BaseException, RequestEvent], Any]
+
+logger = logging.getLogger("kitpy")
+
+GENERIC_500 = "Internal Server Error"
+
+
+def sequence(*handles: Handle) -> Handle:
+    """Chain ``handle`` functions: the first runs outermost.
+
+    ```python
+    handle = sequence(auth, logging)
+    ```
+    """
+    for index, one in enumerate(handles):
+        if not callable(one):
+            raise TypeError(
+                f"sequence() takes handle functions, argument {index + 1} is {type(one).__name__}"
+            )
+
+    async def chained(event: RequestEvent, resolve: Resolve) -> Response:
+        async def step(index: int, event: RequestEvent) -> Response:
+            if index == len(handles):
+                return await resolve(event)
+
+            async def next_resolve(event: RequestEvent) -> Response:
+                return await step(index + 1, event)
+
+            result = await call_handle(handles[index], event, next_resolve)
+            return to_response(result, "hooks.py: handle()")
+
+        return await step(0, event)
+
+    return chained
+
+
+async def call_handle(handle: Callable[..., Any], event: RequestEvent, resolve: Resolve) -> Any:
+    """Call a handle function, plain or async; what it returns is checked by the caller."""
+    result = handle(event, resolve)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def accepts_json(request: Request) -> bool:
+    """True when the client asked for JSON at least as much as for HTML.
+
+    Only an explicit ``application/json`` (or ``+json``) counts: ``*/*`` alone, a browser's
+    ``text/html,...``, or no Accept header at all get text.
+    """
+    json_q = html_q = 0.0
+    for item in request.headers.get_all("accept"):
+        for part in item.split(","):
+            media, *params = (p.strip() for p in part.split(";"))
+            q = 1.0
+            for param in params:
+                key, _, value = param.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        q = float(value)
+                    except ValueError:
+                        q = 0.0
+            media = media.lower()
+            if media == "application/json" or media.endswith("+json"):
+                json_q = max(json_q, q)
+            elif media == "text/html":
+                html_q = max(html_q, q)
+    return json_q > 0 and json_q >= html_q
+
+
+def http_error_response(error: HTTPError, request: Request) -> Response:
+    """The response for ``error(status, message)``."""
+    if accepts_json(request):
+        response = json({"message": error.message}, error.status)
+    else:
+        response = text(error.message, error.status)
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+async def unexpected_error_response(
+    error: BaseException,
+    event: RequestEvent,
+    *,
+    dev: bool,
+    handle_error: HandleError | None,
+) -> Response:
+    """The 500 for an exception nobody handled (already logged by the caller)."""
+    if handle_error is not None:
+        try:
+            body = handle_error(error, event)
+            if inspect.isawaitable(body):
+                body = await body
+        except Exception:
+            logger.exception("hooks.py: handle_error() raised while handling an error")
+        else:
+            if isinstance(body, str):
+                return text(body, 500)
+            if isinstance(body, dict):
+                try:
+                    return json(body, 500)
+                except (TypeError, ValueError) as exc:
+                    logger.error(
+                        "hooks.py: handle_error() returned a dict that is not JSON: %s", exc
+                    )
+            elif body is not None:
+                logger.error(
+                    "hooks.py: handle_error() must return a str, a dict or None, got %s",
+                    type(body).__name__,
+                )
+    if dev:
+        return _traceback_response(error, event.request)
+    if accepts_json(event.request):
+        return json({"message": GENERIC_500}, 500)
+    return text(GENERIC_500, 500)
+
+
+def _traceback_response(error: BaseException, request: Request) -> Response:
+    trace = "".join(traceback.format_exception(error))
+    summary = f"{type(error).__name__}: {error}"
+    if accepts_json(request):
+        return json({"message": summary, "traceback": trace}, 500)
+    if "text/html" in request.headers.get("accept", ""):
+        page = (
+            "<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>"
+            '<body style="font-family:sans-serif;margin:2em">'
+            f"<h1>500 Internal Server Error</h1><h2>{_html.escape(summary)}</h2>"
+            f'<pre style="background:#f4f4f4;padding:1em;overflow:auto">'
+            f"{_html.escape(trace)}</pre><p>kitpy dev shows this page; kitpy serve "
+            "never does.</p></body>"
+        )
+        return Response(page.encode(), 500, {"content-type": HTML_TYPE})
+    return text(f"500 Internal Server Error\n\n{trace}", 500)
