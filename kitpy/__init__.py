@@ -18,9 +18,11 @@ from kitpy.http.response import text as text
 from kitpy.http.websocket import WebSocket as WebSocket
 from kitpy.http.websocket import WebSocketClosed as WebSocketClosed
 from kitpy.http.websocket import WebSocketPair as WebSocketPair
+from kitpy.objects.base import DurableObject as DurableObject
 from kitpy.runtime.hooks import sequence as sequence
 
 __all__ = (
+    "DurableObject",
     "HTTPError",
     "Headers",
     "KitpyError",

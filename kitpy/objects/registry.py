@@ -1,0 +1,353 @@
+"""The object system: one live instance per (namespace, id), and every task it runs.
+
+:class:`ObjectSystem` is what the runtime creates (one per site) and enters with
+``async with system.run():``. Inside it:
+
+- ``system.namespace(name)`` gives the :class:`~kitpy.objects.namespace.Namespace`
+  the runtime puts in ``event.platform.env``;
+- the first event for an id builds its instance, ``cls(state, env)``; later events
+  reuse it. An instance with no event running or waiting, no open accepted WebSocket
+  and no background task for ``idle_timeout`` seconds is evicted from memory; its
+  storage stays, and the next event builds a fresh instance;
+- every task -- stub fetches, WebSocket readers, alarm timers, ``wait_until`` work,
+  the eviction sweep -- belongs to the task group of ``run()``. On exit accepted
+  WebSockets are closed with 1001, the tasks are cancelled, and the storage backend is
+  closed (``backend.aclose()`` flushes every pending write).
+
+Events run in their own tasks, not in the caller's: a caller that gives up (its
+client went away) does not cancel the object's work half-way, as on Cloudflare.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+
+from kitpy.http.request import Request
+from kitpy.http.response import Response
+from kitpy.http.websocket import WebSocket, WebSocketClosed
+from kitpy.objects.alarms import MAX_RETRIES, RETRY_DELAY, AlarmScheduler
+from kitpy.objects.base import DurableObject
+from kitpy.objects.gate import InputGate, Outcome
+from kitpy.objects.ids import ObjectId
+from kitpy.objects.namespace import Namespace
+from kitpy.objects.state import DurableObjectState
+from kitpy.storage.base import StorageBackend
+
+__all__ = ("ObjectSystem",)
+
+logger = logging.getLogger("kitpy.objects")
+
+T = TypeVar("T")
+_Key = tuple[str, str]  # (namespace, object id hex)
+
+#: Default seconds an object stays in memory with nothing to do.
+IDLE_TIMEOUT = 30.0
+#: Close code and reason for accepted WebSockets at shutdown (RFC 6455 7.4.1).
+GOING_AWAY = 1001
+#: Close code for the sockets of an object that was reset ("internal error").
+INTERNAL_ERROR = 1011
+
+
+class _Entry:
+    """One live instance and its bookkeeping; the :class:`ObjectHost` of its state."""
+
+    def __init__(self, system: ObjectSystem, object_id: ObjectId) -> None:
+        self.system = system
+        self.key: _Key = (object_id.namespace, str(object_id))
+        self.gate = InputGate(f"{object_id.namespace}/{object_id}")
+        storage = system._backend.storage(*self.key)
+        self.state = DurableObjectState(object_id, storage, self.gate, self)
+        self.tasks = 0  # readers, wait_until and block_concurrency_while tasks running
+        self.scopes: set[anyio.CancelScope] = set()
+        self.dead = False
+        self.touched = anyio.current_time()
+        cls = system._classes[object_id.namespace]
+        self.instance: DurableObject = cls(self.state, system._env)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.gate.busy or self.tasks or self.state.has_websockets)
+
+    # -- ObjectHost -----------------------------------------------------------------------
+
+    def spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+        self.tasks += 1
+
+        async def run() -> None:
+            try:
+                if self.dead:
+                    return
+                with anyio.CancelScope() as scope:
+                    self.scopes.add(scope)
+                    try:
+                        await work()
+                    except Exception:
+                        logger.exception("a background task of %s/%s raised", *self.key)
+                    finally:
+                        self.scopes.discard(scope)
+            finally:
+                self.tasks -= 1
+                self.touched = anyio.current_time()
+
+        try:
+            self.system._spawn(run)
+        except BaseException:
+            self.tasks -= 1
+            raise
+
+    def watch_websocket(self, ws: WebSocket) -> None:
+        self.spawn(lambda: self._read(ws))
+
+    def alarm_changed(self, when: float | None) -> None:
+        if when is None:
+            self.system._alarms.delete(*self.key)
+        else:
+            self.system._alarms.set(*self.key, when)
+
+    def reset(self, error: BaseException) -> None:
+        logger.error(
+            "durable object %s/%s is reset: block_concurrency_while() raised",
+            *self.key,
+            exc_info=error,
+        )
+        self.kill(error, INTERNAL_ERROR, "durable object reset")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def kill(self, error: BaseException, code: int, reason: str) -> None:
+        """Forget this instance: close its sockets, fail its waiting events, stop its tasks."""
+        if self.dead:
+            return
+        self.dead = True
+        if self.system._entries.get(self.key) is self:
+            del self.system._entries[self.key]
+        self.gate.break_(error)
+        for scope in list(self.scopes):
+            scope.cancel()
+        for ws in self.state.get_websockets():
+            ws.close_now(code, reason)
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def event(self, handler: Callable[[], Awaitable[T]]) -> T:
+        """Run ``handler`` as one event of this object, then apply the output gate."""
+        try:
+            async with self.gate.event():
+                try:
+                    result = await handler()
+                except Exception:
+                    await self._flush_quietly()
+                    raise
+                await self.state.storage.flush()
+                return result
+        finally:
+            self.touched = anyio.current_time()
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.state.storage.flush()
+        except Exception:
+            logger.exception("storage of %s/%s failed to sync", *self.key)
+
+    async def _read(self, ws: WebSocket) -> None:
+        """Deliver ``ws``'s messages one at a time, in order, then its close."""
+        obj = self.instance
+        while True:
+            try:
+                message = await ws.receive()
+            except WebSocketClosed as closed:
+                code, reason = closed.code, closed.reason
+                break
+            await self._socket_event(ws, functools.partial(obj.websocket_message, ws, message))
+        await self._socket_event(ws, lambda: obj.websocket_close(ws, code, reason))
+
+    async def _socket_event(self, ws: WebSocket, handler: Callable[[], Awaitable[None]]) -> None:
+        async def guarded() -> None:
+            try:
+                await handler()
+            except Exception as exc:
+                # One socket's failing handler must not stop its reader, its siblings
+                # or the server: hand it to websocket_error (which logs by default).
+                try:
+                    await self.instance.websocket_error(ws, exc)
+                except Exception:
+                    logger.exception(
+                        "%s.websocket_error() raised", type(self.instance).__qualname__
+                    )
+
+        await self.event(guarded)
+
+
+class ObjectSystem:
+    """Every durable object of a site: bindings, live instances, alarms, tasks.
+
+    Args:
+        backend: the site's storage (one for every namespace).
+        classes: binding name -> DurableObject subclass (``[objects]`` of kitpy.toml).
+        env: what each object receives as ``env`` (the runtime's platform env).
+        idle_timeout: seconds without activity before an instance leaves memory.
+        alarm_retry_delay: first retry delay of a failing ``alarm()``; doubles each time.
+        alarm_max_retries: retries of a failing ``alarm()`` before it is dropped.
+    """
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        classes: Mapping[str, type[DurableObject]],
+        env: Any,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        alarm_retry_delay: float = RETRY_DELAY,
+        alarm_max_retries: int = MAX_RETRIES,
+    ) -> None:
+        for name, cls in classes.items():
+            if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
+                raise TypeError(
+                    f"durable object binding {name!r}: {cls!r} is not a subclass of "
+                    "kitpy.DurableObject; define `class X(DurableObject): ...`"
+                )
+        if idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive, got {idle_timeout!r}")
+        self._backend = backend
+        self._classes = dict(classes)
+        self._env = env
+        self._idle_timeout = idle_timeout
+        self._entries: dict[_Key, _Entry] = {}
+        self._namespaces: dict[str, Namespace] = {}
+        self._alarms = AlarmScheduler(
+            self, retry_delay=alarm_retry_delay, max_retries=alarm_max_retries
+        )
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def namespace(self, name: str) -> Namespace:
+        """The namespace bound as ``name`` (its ids, stubs)."""
+        if name not in self._classes:
+            bound = ", ".join(sorted(self._classes)) or "none"
+            raise KeyError(f"no durable object binding named {name!r} (bound: {bound})")
+        namespace = self._namespaces.get(name)
+        if namespace is None:
+            namespace = self._namespaces[name] = Namespace(name, self)
+        return namespace
+
+    def run(self) -> AbstractAsyncContextManager[None]:
+        """Own every task of the objects while the ``async with`` block runs."""
+        return self._run()
+
+    @asynccontextmanager
+    async def _run(self) -> AsyncIterator[None]:
+        if self._tg is not None:
+            raise RuntimeError("this ObjectSystem is already running")
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                try:
+                    await self._rearm_alarms()
+                    tg.start_soon(self._sweep)
+                    yield
+                finally:
+                    self._tg = None
+                    for entry in list(self._entries.values()):
+                        entry.kill(RuntimeError("the server is shutting down"), GOING_AWAY, "")
+                    tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            self._entries.clear()
+            await self._backend.aclose()
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+        if self._tg is None:
+            raise RuntimeError(
+                "durable objects are used outside ObjectSystem.run(); "
+                "enter `async with system.run():` first"
+            )
+
+        async def task() -> None:
+            await work()
+
+        self._tg.start_soon(task)
+
+    def spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+        """For the alarm scheduler: a task that is cancelled at shutdown."""
+        self._spawn(work)
+
+    async def _sweep(self) -> None:
+        """Evict idle instances, checking a few times per ``idle_timeout``."""
+        interval = max(self._idle_timeout / 4, 0.005)
+        while True:
+            await anyio.sleep(interval)
+            now = anyio.current_time()
+            for entry in list(self._entries.values()):
+                if entry.idle and now - entry.touched >= self._idle_timeout:
+                    del self._entries[entry.key]
+                    entry.dead = True
+
+    async def _rearm_alarms(self) -> None:
+        for namespace, object_id, when in await self._backend.pending_alarms():
+            if namespace not in self._classes:
+                logger.warning(
+                    "an alarm of %s/%s is stored, but no binding %r exists; not armed",
+                    namespace,
+                    object_id,
+                    namespace,
+                )
+                continue
+            self._alarms.set(namespace, object_id, when)
+
+    # -- instances and events -------------------------------------------------------------
+
+    def _entry(self, object_id: ObjectId) -> _Entry:
+        key = (object_id.namespace, str(object_id))
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = _Entry(self, object_id)
+            if not entry.dead:  # block_concurrency_while in __init__ may have failed
+                self._entries[key] = entry
+        return entry
+
+    def live_instance(self, object_id: ObjectId) -> DurableObject | None:
+        """The instance in memory for ``object_id``, or None (for tests and tools)."""
+        entry = self._entries.get((object_id.namespace, str(object_id)))
+        return None if entry is None else entry.instance
+
+    async def fetch(self, object_id: ObjectId, request: Request) -> Response:
+        """Deliver ``request`` to the object's ``fetch`` and return its Response as is."""
+        outcome: Outcome[Response] = Outcome()
+
+        async def deliver() -> Response:
+            entry = self._entry(object_id)
+            response = await entry.event(lambda: entry.instance.fetch(request))
+            if not isinstance(response, Response):
+                raise TypeError(
+                    f"{type(entry.instance).__qualname__}.fetch() must return a Response, "
+                    f"got {type(response).__name__}"
+                )
+            return response
+
+        self._spawn(lambda: outcome.run(deliver))
+        return await outcome
+
+    async def run_alarm(self, namespace: str, object_id: str) -> None:
+        """Deliver one alarm event (for the scheduler)."""
+        entry = self._entry(ObjectId(namespace, object_id))
+        if type(entry.instance).alarm is DurableObject.alarm:
+            logger.error(
+                "%s/%s: an alarm fired but %s has no alarm() method; it is deleted",
+                namespace,
+                object_id,
+                type(entry.instance).__qualname__,
+            )
+            return
+        await entry.event(entry.instance.alarm)
+
+    def clear_alarm(self, namespace: str, object_id: str) -> Awaitable[None]:
+        """Delete a fired alarm from storage (for the scheduler)."""
+        return self._backend.storage(namespace, object_id).delete_alarm()
