@@ -2,9 +2,18 @@
 
 Routes are inserted into a trie keyed by their URL segments (groups left out). A
 static segment is a dict key, so ``/users/list`` among 10,000 routes costs two dict
-look-ups; parameters, optionals, rests and mixed segments (``[file].[ext]``) are
-edges tried in turn, with backtracking: an edge whose matcher rejects, or whose
-subtree does not match the rest of the path, gives way to the next candidate.
+look-ups; mixed segments (``file-[name].[ext]``) are indexed by their leading text;
+parameters, optionals and rests are edges tried in turn, with backtracking: an edge
+whose matcher rejects, or whose subtree does not match the rest of the path, gives
+way to the next candidate.
+
+Within one route the search backtracks too: when a matcher rejects the value that a
+rest or an optional would take, the route's other ways of cutting up the path are
+tried before the next route (``/[...a=int]/[...b]`` takes ``/1/x`` as ``a="1"``).
+SvelteKit runs one regex match per route and gives up on the route instead. The two
+agree whenever a route can take a path in one way only, and on every path for routes
+without matchers (tests/routing/test_matcher.py checks the trie against a linear scan
+of SvelteKit-style regexes).
 
 Which route wins is decided by rank, its index in the precedence order of
 table.py: every node knows the best rank in its subtree, so the search visits the
@@ -87,8 +96,13 @@ class _EdgeKind(Enum):
 @dataclass(eq=False)
 class _Node:
     static: dict[str, _Node] = field(default_factory=dict)
+    edges: dict[str, _Edge] = field(default_factory=dict)  # by raw segment, while building
+    # [p], [[p]] and [...p], best rank first
     dynamic: list[_Edge] = field(default_factory=list)
-    edges: dict[str, _Edge] = field(default_factory=dict)  # dynamic, by raw segment
+    # mixed segments by their leading text ("file" for file[n].[e]), best rank first,
+    # so a request segment is tried only against those whose text it starts with
+    mixed: dict[str, list[_Edge]] = field(default_factory=dict)
+    prefix_lengths: tuple[int, ...] = ()
     route: RouteSpec | None = None
     rank: int = NO_RANK
     best: int = NO_RANK  # the best (lowest) rank in this subtree
@@ -101,6 +115,7 @@ class _Edge:
     params: tuple[Param, ...]
     checks: tuple[Matcher | None, ...]
     regex: re.Pattern[str] | None = None
+    prefix: str = ""
 
 
 class RouteTrie:
@@ -128,7 +143,6 @@ class RouteTrie:
         edge = node.edges.get(segment.raw)
         if edge is None:
             edge = node.edges[segment.raw] = self._edge_for(segment)
-            node.dynamic.append(edge)
         return edge.child
 
     def _edge_for(self, segment: Segment) -> _Edge:
@@ -156,16 +170,22 @@ class RouteTrie:
         )
         has_rest = any(p.kind is ParamKind.REST for p in params)
         kind = _EdgeKind.MIXED_REST if has_rest else _EdgeKind.MIXED
-        return _Edge(kind, _Node(), params, checks, re.compile(pattern, re.DOTALL))
+        prefix = encode_static(segment.text)
+        return _Edge(kind, _Node(), params, checks, re.compile(pattern, re.DOTALL), prefix)
 
     def _finish(self, node: _Node) -> int:
         best = node.rank
         for child in node.static.values():
             best = min(best, self._finish(child))
-        for edge in node.dynamic:
+        for edge in node.edges.values():
             best = min(best, self._finish(edge.child))
-        node.dynamic.sort(key=lambda e: e.child.best)
-        node.edges.clear()  # only needed while building
+        by_rank = sorted(node.edges.values(), key=lambda e: e.child.best)
+        node.dynamic = [e for e in by_rank if e.regex is None]
+        for edge in by_rank:
+            if edge.regex is not None:
+                node.mixed.setdefault(edge.prefix, []).append(edge)
+        node.prefix_lengths = tuple(sorted({len(prefix) for prefix in node.mixed}))
+        node.edges = {}  # only needed while building
         node.best = best
         return best
 
@@ -204,20 +224,27 @@ class _Search:
         for edge in node.dynamic:
             if edge.child.best >= self.rank:
                 break  # sorted by best rank: nothing further can win
-            kind = edge.kind
-            if kind is _EdgeKind.PARAM or kind is _EdgeKind.OPTIONAL:
-                if i < n and segs[i]:
-                    self._try(edge, i, i + 1, decode_param(segs[i]))
-                if kind is _EdgeKind.OPTIONAL:
-                    self.walk(edge.child, i)  # the optional takes nothing
-            elif kind is _EdgeKind.REST:
+            if edge.kind is _EdgeKind.REST:
                 # greedy, as SvelteKit's `(?:/(.*))?`: the longest rest first
                 for end in range(n, i - 1, -1):
                     self._try(edge, i, end, decode_param("/".join(segs[i:end])))
-            else:
-                last = n if kind is _EdgeKind.MIXED_REST else min(i + 1, n)
-                for end in range(i + 1, last + 1):  # lazy: the shortest first
-                    self._try_mixed(edge, i, end)
+                continue
+            if i < n and segs[i]:
+                self._try(edge, i, i + 1, decode_param(segs[i]))
+            if edge.kind is _EdgeKind.OPTIONAL:
+                self.walk(edge.child, i)  # the optional takes nothing
+        if i < n and node.mixed:
+            seg = segs[i]
+            for length in node.prefix_lengths:
+                if length > len(seg):
+                    break
+                for edge in node.mixed.get(seg[:length], ()):
+                    if edge.child.best >= self.rank:
+                        break
+                    # lazy, as SvelteKit's `(.*?)`: the fewest segments first
+                    last = n if edge.kind is _EdgeKind.MIXED_REST else i + 1
+                    for end in range(i + 1, last + 1):
+                        self._try_mixed(edge, i, end)
 
     def _try(self, edge: _Edge, i: int, end: int, value: str) -> None:
         check = edge.checks[0]

@@ -96,7 +96,7 @@ class Segment:
 
     @property
     def text(self) -> str:
-        """The static text of a static segment."""
+        """The leading static text: all of it for a static segment, "" before a param."""
         first = self.parts[0] if self.parts else ""
         assert isinstance(first, str)
         return first
