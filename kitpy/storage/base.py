@@ -185,17 +185,27 @@ def _find_bad(value: object, where: str, depth: int) -> str | None:
     return f"{where} is of type {type(value).__name__}"
 
 
+def _reject(_: object) -> object:
+    raise TypeError("not JSON")
+
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_reject
+)
+
+
 def encode_value(key: str, value: object) -> str:
     """``value`` as compact JSON text, or StorageError naming the key and the bad type."""
-    problem = _find_bad(value, "the value", 0)
-    if problem is None:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            problem = "the value holds a str with a lone surrogate"
-        else:
+    # Fast path, in C: encode, then decode and compare, which catches what the encoder
+    # lets through (tuples become lists, int keys become str keys: both compare unequal).
+    try:
+        text = _ENCODER.encode(value)
+        if json.loads(text) == value:
+            text.encode("utf-8")  # no lone surrogates
             return text
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        pass
+    problem = _find_bad(value, "the value", 0) or "the value holds a str with a lone surrogate"
     raise StorageError(
         f"cannot store key {key!r}: {problem}; storage values must be JSON-compatible "
         "(dict with str keys, list, str, int, float, bool, None)"

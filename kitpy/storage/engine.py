@@ -88,7 +88,7 @@ class OpKind(Enum):
     DELETE_ALARM = auto()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Op:
     """One write, as the driver applies it. ``value`` is JSON text (PUT only)."""
 
@@ -166,10 +166,11 @@ def _in_range(key: str, low: str | None, high: str | None) -> bool:
 class _Batch:
     """Ops committed together; ``done`` once committed or failed."""
 
-    __slots__ = ("done", "error", "event", "last_seq", "ops", "results")
+    __slots__ = ("claimed", "done", "error", "event", "last_seq", "ops", "results")
 
     def __init__(self) -> None:
         self.ops: list[Op] = []
+        self.claimed = False  # a waiter has taken on committing it
         self.last_seq = 0
         self.done = False
         self.results: list[int] = []
@@ -217,10 +218,11 @@ class Ack(Generic[T]):
         self._reduce = reduce
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._result().__await__()
-
-    async def _result(self) -> T:
-        results = await self._engine.wait(self._batch, self._owner)
+        batch = self._batch
+        if batch.done and batch.error is None:
+            results = batch.results
+        else:
+            results = yield from self._engine.wait(batch, self._owner).__await__()
         return self._reduce(results[self._start : self._stop])
 
 
@@ -329,20 +331,38 @@ class Engine:
                 del self._overlay[owner]
 
     async def wait(self, batch: _Batch, owner: Owner | None) -> list[int]:
-        """Wait until ``batch`` is done, driving commits when nobody else is."""
+        """Wait until ``batch`` is done; its first waiter drives its commit."""
         while not batch.done:
-            inflight = self._inflight
-            if inflight is None:
-                await self._commit_open()
+            if batch is self._open and not batch.claimed:
+                await self._drive(batch)
             else:
-                if inflight.event is None:
-                    inflight.event = anyio.Event()
-                await inflight.event.wait()
+                await self._done_event(batch).wait()
         if batch.error is not None:
             if owner is not None:
                 self._unreported.pop(owner, None)
             raise StorageError(*batch.error.args) from batch.error.__cause__
         return batch.results
+
+    async def _drive(self, batch: _Batch) -> None:
+        """Commit the open ``batch`` once the batch in flight is done."""
+        batch.claimed = True
+        try:
+            while self._inflight is not None:
+                await self._done_event(self._inflight).wait()
+        except BaseException:
+            # Cancelled before committing: wake the other waiters, one of them drives.
+            batch.claimed = False
+            event, batch.event = batch.event, None
+            if event is not None:
+                event.set()
+            raise
+        await self._commit_open()  # only its claimant commits the open batch: still it
+
+    @staticmethod
+    def _done_event(batch: _Batch) -> anyio.Event:
+        if batch.event is None:
+            batch.event = anyio.Event()
+        return batch.event
 
     async def _commit_open(self) -> None:
         batch = self._open

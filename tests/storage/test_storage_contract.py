@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
@@ -169,7 +170,7 @@ LIST_CASES = [
 async def test_list(backend: Backend, options: dict[str, Any]) -> None:
     storage = backend.storage("ns", "o")
     await storage.put({key: index for index, key in enumerate(KEYS)})
-    await backend.storage("ns", "neighbour").put({key: -1 for key in KEYS})
+    await backend.storage("ns", "neighbour").put(dict.fromkeys(KEYS, -1))
     got = await storage.list(**options)
     want = _expected(
         options.get("prefix"),
@@ -192,10 +193,17 @@ async def test_list_merges_unflushed_writes(backend: Backend, options: dict[str,
     storage.put("a", KEYS.index("a"))
     global_keys = [key for key in KEYS if key not in ("ab", "z")]
     got = await storage.list(**options)
-    want = [key for key in _expected(
-        options.get("prefix"), options.get("start"), options.get("end"), None,
-        options.get("reverse", False),
-    ) if key in global_keys]
+    want = [
+        key
+        for key in _expected(
+            options.get("prefix"),
+            options.get("start"),
+            options.get("end"),
+            None,
+            options.get("reverse", False),
+        )
+        if key in global_keys
+    ]
     limit = options.get("limit")
     assert list(got) == (want if limit is None else want[:limit])
     await storage.sync()
@@ -327,12 +335,13 @@ class Thing:
         pytest.param((1, 2), "key 'k'.*type tuple", id="tuple"),
         pytest.param(b"x", "key 'k'.*type bytes", id="bytes"),
         pytest.param(Thing(), "key 'k'.*type Thing", id="object"),
-        pytest.param(datetime.now(timezone.utc), "key 'k'.*type datetime", id="datetime"),
+        pytest.param(datetime.now(UTC), "key 'k'.*type datetime", id="datetime"),
         pytest.param(math.nan, "key 'k'.*nan", id="nan"),
         pytest.param(math.inf, "key 'k'.*inf", id="inf"),
         pytest.param({1: "a"}, "key 'k'.*key of type int", id="int-dict-key"),
-        pytest.param({"a": [1, {"b": {3}}]}, r"key 'k'.*\['a'\]\[1\]\['b'\] is of type set",
-                     id="nested"),
+        pytest.param(
+            {"a": [1, {"b": {3}}]}, r"key 'k'.*\['a'\]\[1\]\['b'\] is of type set", id="nested"
+        ),
         pytest.param("\ud800", "key 'k'.*lone surrogate", id="lone-surrogate"),
     ],
 )
@@ -548,18 +557,54 @@ async def test_concurrent_writers_share_commits(backend: Backend) -> None:
 
 async def test_a_cancelled_waiter_does_not_stop_the_commit(backend: Backend) -> None:
     storage = backend.storage("ns", "o")
-
-    async def write_and_get_cancelled(scope: anyio.CancelScope) -> None:
-        with scope:
-            ack = storage.put("a", 1)
-            scope.cancel()
-            await ack
-
-    scope = anyio.CancelScope()
-    await write_and_get_cancelled(scope)
+    with anyio.CancelScope() as scope:
+        ack = storage.put("a", 1)
+        scope.cancel()
+        await ack
+        await anyio.sleep(1)  # cancelled here at the latest
     assert scope.cancelled_caught
     await storage.put("b", 2)
     assert await storage.list() == {"a": 1, "b": 2}
+
+
+async def test_a_cancelled_driver_hands_the_batch_over(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiter that was to commit the next batch is cancelled: another one does."""
+    engine = backend._engine
+    storage = backend.storage("ns", "o")
+    gate = anyio.Event()
+    real_call = engine._call
+
+    async def gated_call(fn: Any, *args: Any) -> Any:
+        if fn == engine._driver.apply:
+            await gate.wait()  # hold batch 1 in flight
+        return await real_call(fn, *args)
+
+    monkeypatch.setattr(engine, "_call", gated_call)
+    done: list[str] = []
+    claimant = anyio.CancelScope()
+
+    async def await_ack(name: str, ack: Awaitable[None], scope: anyio.CancelScope) -> None:
+        with scope:
+            await ack
+            done.append(name)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(await_ack, "first", storage.put("a", 1), anyio.CancelScope())
+        await anyio.wait_all_tasks_blocked()  # batch 1 is in flight
+        second = storage.put("b", 2)
+        group.start_soon(await_ack, "claimant", second, claimant)  # to commit batch 2
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(await_ack, "other", second, anyio.CancelScope())
+        await anyio.wait_all_tasks_blocked()
+        claimant.cancel()
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+    assert claimant.cancelled_caught
+    assert sorted(done) == ["first", "other"]
+    assert await storage.list() == {"a": 1, "b": 2}
+    assert backend.commits == 2
 
 
 async def test_an_ack_may_be_dropped_or_awaited_twice(backend: Backend) -> None:

@@ -171,10 +171,14 @@ async def test_read_only_parent_is_a_clear_error(public_tmp: Path) -> None:
     site.chmod(0o555)
     path = site / ".kitpy" / "storage.sqlite3"
     lines = _run_read_only_child(path)
-    assert lines == [
-        f"StorageError storage database {path}: cannot create its folder {path.parent}: "
-        "Permission denied"
-    ] * 3
+    assert (
+        lines
+        == [
+            f"StorageError storage database {path}: cannot create its folder {path.parent}: "
+            "Permission denied"
+        ]
+        * 3
+    )
 
 
 def test_no_leftover_files_after_close(tmp_path: Path) -> None:
