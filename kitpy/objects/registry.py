@@ -34,7 +34,7 @@ from kitpy.http.response import Response
 from kitpy.http.websocket import WebSocket, WebSocketClosed
 from kitpy.objects.alarms import MAX_RETRIES, RETRY_DELAY, AlarmScheduler
 from kitpy.objects.base import DurableObject
-from kitpy.objects.gate import InputGate, Outcome
+from kitpy.objects.gate import InputGate, ObjectResetError, Outcome
 from kitpy.objects.ids import ObjectId
 from kitpy.objects.namespace import Namespace
 from kitpy.objects.state import DurableObjectState
@@ -88,6 +88,9 @@ class _Entry:
                     self.scopes.add(scope)
                     try:
                         await work()
+                    except ObjectResetError:
+                        if not self.dead:
+                            raise
                     except Exception:
                         logger.exception("a background task of %s/%s raised", *self.key)
                     finally:
@@ -169,6 +172,9 @@ class _Entry:
         await self._socket_event(ws, lambda: obj.websocket_close(ws, code, reason))
 
     async def _socket_event(self, ws: WebSocket, handler: Callable[[], Awaitable[None]]) -> None:
+        if self.dead:
+            return  # reset or shut down: nothing is delivered to the old instance
+
         async def guarded() -> None:
             try:
                 await handler()
@@ -244,6 +250,7 @@ class ObjectSystem:
     async def _run(self) -> AsyncIterator[None]:
         if self._tg is not None:
             raise RuntimeError("this ObjectSystem is already running")
+        failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -251,6 +258,10 @@ class ObjectSystem:
                     await self._rearm_alarms()
                     tg.start_soon(self._sweep)
                     yield
+                except Exception as exc:
+                    # Raised below, outside the task group, so the caller gets it as
+                    # is rather than wrapped in an ExceptionGroup.
+                    failure = exc
                 finally:
                     self._tg = None
                     for entry in list(self._entries.values()):
@@ -260,6 +271,8 @@ class ObjectSystem:
             self._tg = None
             self._entries.clear()
             await self._backend.aclose()
+        if failure is not None:
+            raise failure
 
     # -- tasks ----------------------------------------------------------------------------
 
