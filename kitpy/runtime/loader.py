@@ -230,4 +230,4 @@ def _durable_object_base() -> type[Any] | None:
         from kitpy.objects import DurableObject
     except ImportError:  # pragma: no cover - only while kitpy.objects is being written
         return None
-    return DurableObject  # type: ignore[no-any-return]
+    return DurableObject
