@@ -1,0 +1,251 @@
+"""``kitpy dev``: a real supervisor in a subprocess, edited files, reloads."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from kitpy.cli.dev import is_watched
+
+#: Bounds (seconds) on waiting for the dev server: to start, to reload, to stop.
+START_TIMEOUT = 30.0
+RELOAD_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+URL = re.compile(r"http://127\.0\.0\.1:(\d+)/")
+
+INDEX = """from kitpy import text
+
+
+def get(event):
+    return text({text!r})
+"""
+
+ECHO = """from kitpy import Response, WebSocketPair
+
+
+async def get(event):
+    client, server = WebSocketPair()
+    server.accept()
+
+    async def echo():
+        async for message in server:
+            await server.send(message)
+
+    event.platform.wait_until(echo())
+    return Response(status=101, websocket=client)
+"""
+
+BROKEN = """from kitpy import text
+
+
+def get(event)
+    return text("never")
+"""
+
+
+class DevServer:
+    """``python -m kitpy dev SITE --port 0``, its output read line by line in a thread."""
+
+    def __init__(self, site: Path) -> None:
+        env = dict(os.environ, NO_COLOR="1", PYTHONUNBUFFERED="1")
+        env.pop("FORCE_COLOR", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kitpy", "dev", str(site), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.output: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = int(self.wait_for(URL).group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait_for(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        deadline = time.monotonic() + START_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                pytest.fail(f"kitpy dev exited early:\n{self.text}")
+            if found := pattern.search(line):
+                return found
+        pytest.fail(f"kitpy dev printed no {pattern.pattern!r}:\n{self.text}")
+
+    def poll(self, path: str, accept: Callable[[httpx.Response], bool]) -> httpx.Response:
+        """GET ``path`` until ``accept(response)`` (bounded by RELOAD_TIMEOUT)."""
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        last: httpx.Response | str = "no response"
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(self.url + path, timeout=5)
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            else:
+                if accept(response):
+                    return response
+                last = response
+            time.sleep(0.05)
+        shown = last if isinstance(last, str) else f"{last.status_code} {last.text[:500]}"
+        pytest.fail(f"GET {path}: never accepted; last: {shown}\noutput:\n{self.text}")
+
+    def stop(self) -> int | None:
+        """SIGTERM the supervisor (SIGKILL if it hangs); its exit code."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(STOP_TIMEOUT)
+        self._reader.join(STOP_TIMEOUT)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    (root / "routes").mkdir(parents=True)
+    (root / "routes" / "index.py").write_text(INDEX.format(text="version 1"))
+    (root / "routes" / "ws.py").write_text(ECHO)
+    (root / "kitpy.toml").write_text('[env]\nGREETING = "hi"\n')
+    return root
+
+
+@pytest.fixture
+def dev(site: Path) -> Iterator[DevServer]:
+    server: DevServer | None = None
+    try:
+        server = DevServer(site)
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def has_text(expected: str) -> Callable[[httpx.Response], bool]:
+    return lambda response: response.status_code == 200 and response.text == expected
+
+
+def test_it_prints_the_url_and_the_route_table(dev: DevServer) -> None:
+    assert "routes/index.py" in dev.text
+    assert "routes/ws.py" in dev.text
+    assert dev.poll("/", has_text("version 1")).status_code == 200
+
+
+def test_an_edited_route_is_served_after_a_reload(dev: DevServer, site: Path) -> None:
+    dev.poll("/", has_text("version 1"))
+    (site / "routes" / "index.py").write_text(INDEX.format(text="version 2"))
+    dev.poll("/", has_text("version 2"))
+    (site / "routes" / "new.py").write_text(INDEX.format(text="a new route"))
+    dev.poll("/new", has_text("a new route"))
+
+
+def test_a_broken_route_is_shown_until_it_is_fixed(dev: DevServer, site: Path) -> None:
+    dev.poll("/", has_text("version 1"))
+    (site / "routes" / "index.py").write_text(BROKEN)
+    page = dev.poll("/", lambda response: response.status_code == 500)
+    assert re.search(r"routes/index\.py:4\b", page.text), page.text
+    assert "text/html" in page.headers["content-type"]
+    # Every path gets the error, not only the broken route.
+    assert dev.poll("/ws", lambda response: response.status_code == 500).text == page.text
+
+    (site / "routes" / "index.py").write_text(INDEX.format(text="fixed"))
+    dev.poll("/", has_text("fixed"))
+    assert dev.process.poll() is None
+
+
+def test_a_broken_kitpy_toml_is_shown_until_it_is_fixed(dev: DevServer, site: Path) -> None:
+    dev.poll("/", has_text("version 1"))
+    (site / "kitpy.toml").write_text('[env]\nGREETING = "hi\n')
+    page = dev.poll("/", lambda response: response.status_code == 500)
+    assert "kitpy.toml:2" in page.text, page.text
+    (site / "kitpy.toml").write_text('[env]\nGREETING = "hello"\n')
+    dev.poll("/", has_text("version 1"))
+
+
+def test_websockets_are_closed_with_1012_on_reload(dev: DevServer, site: Path) -> None:
+    dev.poll("/", has_text("version 1"))
+    with connect(f"ws://127.0.0.1:{dev.port}/ws", proxy=None, open_timeout=10) as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=10) == "ping"
+        (site / "routes" / "index.py").write_text(INDEX.format(text="version 2"))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=RELOAD_TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1012
+    dev.poll("/", has_text("version 2"))
+
+
+def test_state_in_dot_kitpy_and_static_files_do_not_reload(dev: DevServer, site: Path) -> None:
+    dev.poll("/", has_text("version 1"))
+    (site / "static").mkdir()
+    (site / "static" / "hello.txt").write_text("static")
+    assert dev.poll("/hello.txt", lambda response: response.status_code == 200).text == "static"
+    assert "reloading" not in dev.text
+
+
+def test_sigterm_stops_the_worker_and_frees_the_port(site: Path) -> None:
+    server = DevServer(site)
+    try:
+        server.poll("/", has_text("version 1"))
+    finally:
+        code = server.stop()
+    assert code == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+
+
+@pytest.mark.parametrize(
+    ("name", "watched"),
+    [
+        pytest.param("routes/index.py", True, id="route"),
+        pytest.param("routes/api/[id].py", True, id="nested-route"),
+        pytest.param("routes/_helpers.txt", True, id="anything-under-routes"),
+        pytest.param("objects/room.py", True, id="object"),
+        pytest.param("hooks.py", True, id="hooks"),
+        pytest.param("matchers.py", True, id="matchers"),
+        pytest.param("kitpy.toml", True, id="config"),
+        pytest.param("lib/util.py", True, id="other-python"),
+        pytest.param("static/app.js", False, id="static"),
+        pytest.param("static/app.py", False, id="python-under-static"),
+        pytest.param("tests/test_site.py", False, id="tests"),
+        pytest.param(".kitpy/objects.sqlite3", False, id="state"),
+        pytest.param("routes/__pycache__/index.cpython-311.pyc", False, id="bytecode"),
+        pytest.param("README.md", False, id="readme"),
+        pytest.param(".venv/lib/x.py", False, id="venv"),
+    ],
+)
+def test_which_files_reload(tmp_path: Path, name: str, watched: bool) -> None:
+    assert is_watched(tmp_path, tmp_path / name) is watched
