@@ -1,0 +1,506 @@
+"""Server-side HTTP/1.1 over h11, without I/O.
+
+Theory of operation
+-------------------
+One :class:`HTTP11Connection` lives as long as a TCP connection. The server feeds
+it bytes with :meth:`~HTTP11Connection.receive_data` and pulls events with
+:meth:`~HTTP11Connection.next_event`: a :class:`RequestHead`, then
+:class:`BodyData` chunks, then :class:`BodyEnd`. It answers with
+:meth:`~HTTP11Connection.encode_response` (the head, plus the whole body when it is
+known), and for a streamed body :meth:`~HTTP11Connection.encode_body` and
+:meth:`~HTTP11Connection.encode_end`. When the exchange allows keep-alive,
+:meth:`~HTTP11Connection.start_next_cycle` readies it for the next (possibly
+already pipelined) request.
+
+h11 does the parsing, the part that must be exact (RFC 9112 framing, header
+validation, chunked decoding, request smuggling defences). Responses are encoded
+here instead: building a status line and header block is simple string work, and
+h11's validating send path costs more than the rest of a hello-world request. To
+keep h11's receive side consistent without ever telling it about responses, each
+request cycle gets a fresh ``h11.Connection`` fed with the bytes the previous one
+had buffered but not parsed (pipelined requests).
+
+Two house rules:
+
+* Every decision about a misbehaving client is made here and carried by a
+  :class:`ProtocolError` with the status to answer: 400 malformed, 413 body over
+  ``max_body_bytes`` (a Content-Length above the limit fails at the head, before
+  any body byte is read), 431 head over ``max_header_bytes``.
+* Time comes from the ``clock`` passed in. :meth:`~HTTP11Connection.deadline` is the
+  instant at which the server must give up on the current head: the keep-alive
+  timeout while no byte of a next request has come, the header timeout (counted
+  from the connection or the previous response, so a trickle of bytes does not
+  extend it) once some have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from enum import Enum, auto
+from http import HTTPStatus
+
+import h11
+
+from kitpy.protocol.events import (
+    NEED_DATA,
+    BodyData,
+    BodyEnd,
+    ConnectionClosed,
+    NeedData,
+    ProtocolError,
+    RequestHead,
+)
+from kitpy.protocol.limits import Limits
+from kitpy.types import Clock
+
+__all__ = (
+    "CONTINUE_RESPONSE",
+    "DRAIN_LIMIT",
+    "SERVER_HEADER",
+    "Framing",
+    "HTTP11Connection",
+    "date_header",
+    "error_response",
+    "status_line",
+)
+
+#: Value of the ``Server`` header.
+SERVER_HEADER = "kitpy"
+#: The interim response sent when a client waits for ``Expect: 100-continue``.
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+#: Unread request body the server may read and discard to keep a connection alive.
+DRAIN_LIMIT = 64 * 1024
+
+_BODY_END = BodyEnd()
+_CONNECTION_CLOSED = ConnectionClosed()
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n`` for ``status`` (cached)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        # RFC 9112 section 4: the reason phrase may be empty, the space before it may not.
+        line = f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii")
+        _STATUS_LINES[status] = line
+    return line
+
+
+class _DateCache:
+    """The ``Date`` header line, formatted at most once per second."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = ""
+
+    def line(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._line = f"date: {formatdate(second, usegmt=True)}\r\n"
+        return self._line
+
+
+_DATES = _DateCache()
+
+
+def date_header(now: float | None = None) -> str:
+    """The ``date: ...\\r\\n`` header line for wall time ``now`` (default: the present)."""
+    return _DATES.line(time.time() if now is None else now)
+
+
+def error_response(status: int, message: str | None = None, *, now: float | None = None) -> bytes:
+    """A complete plain-text response that closes the connection (400, 413, 431...)."""
+    if message is None:
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = "Error"
+    body = message.encode("utf-8", "replace") + b"\n"
+    head = (
+        f"{date_header(now)}server: {SERVER_HEADER}\r\n"
+        f"content-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return status_line(status) + head.encode("latin-1") + body
+
+
+class Framing(Enum):
+    """How a response body goes on the wire after its head."""
+
+    #: Nothing more to send: the body went with the head, or there is none (HEAD, 204, 304).
+    DONE = auto()
+    #: ``Content-Length`` bytes given by the application, streamed.
+    LENGTH = auto()
+    #: ``Transfer-Encoding: chunked``.
+    CHUNKED = auto()
+    #: Delimited by closing the connection (an HTTP/1.0 client and a streamed body).
+    UNTIL_CLOSE = auto()
+
+
+_INF = math.inf
+
+
+class HTTP11Connection:
+    """The HTTP/1.1 state of one server connection; see the module docstring.
+
+    Args:
+        limits: sizes and timeouts to enforce.
+        clock: a monotonic clock in seconds; :meth:`deadline` is on this clock.
+        wall_clock: seconds since the epoch, for the ``Date`` header.
+    """
+
+    __slots__ = (
+        "_body_bytes",
+        "_clock",
+        "_continue_sent",
+        "_cycle_start",
+        "_eof",
+        "_fed",
+        "_framing",
+        "_h11",
+        "_limits",
+        "_remaining",
+        "_wall_clock",
+        "body_done",
+        "head",
+        "keep_alive",
+    )
+
+    def __init__(
+        self, limits: Limits, clock: Clock, *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self._eof = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cycle_start = self._clock()
+        self._fed = 0
+        self._body_bytes = 0
+        self._continue_sent = False
+        self._framing = Framing.DONE
+        self._remaining = 0
+        #: The head of the request being answered, once it has arrived.
+        self.head: RequestHead | None = None
+        #: True once the whole request body has been received.
+        self.body_done = False
+        #: Whether the connection may carry another request after this response.
+        self.keep_alive = False
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` means it closed its side."""
+        if self._eof:
+            return
+        if not data:
+            self._eof = True
+        elif self.head is None:
+            self._fed += len(data)
+        self._h11.receive_data(data)
+
+    def next_event(self) -> RequestHead | BodyData | BodyEnd | ConnectionClosed | NeedData:
+        """The next thing the client did, or ``NEED_DATA``.
+
+        Raises:
+            ProtocolError: with ``status`` 400, 413 or 431; the server answers it with
+                :func:`error_response` and closes the connection.
+        """
+        if self.body_done:
+            raise RuntimeError("the request is complete: call start_next_cycle() first")
+        try:
+            event = self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = 431 if exc.error_status_hint == 431 else 400
+            raise ProtocolError(_describe(exc, status), status=status) from None
+        kind = type(event)
+        if kind is h11.Data:
+            data = bytes(event.data)  # type: ignore[union-attr]
+            self._body_bytes += len(data)
+            if self._body_bytes > self._limits.max_body_bytes:
+                raise ProtocolError(
+                    f"request body larger than {self._limits.max_body_bytes} bytes", status=413
+                )
+            return BodyData(data)
+        if kind is h11.EndOfMessage:
+            self.body_done = True
+            return _BODY_END
+        if kind is h11.Request:
+            return self._on_request(event)  # type: ignore[arg-type]
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        if kind is h11.ConnectionClosed:
+            return _CONNECTION_CLOSED
+        raise RuntimeError(f"unexpected h11 event {event!r}")  # pragma: no cover
+
+    def _on_request(self, event: h11.Request) -> RequestHead:
+        limits = self._limits
+        if self._fed > limits.max_header_bytes:
+            # h11 enforces its limit only on an *incomplete* head; a large head that
+            # arrived in one piece is measured here.
+            head_size = self._fed - len(self._h11.trailing_data[0])
+            if head_size > limits.max_header_bytes:
+                raise ProtocolError(
+                    f"request head larger than {limits.max_header_bytes} bytes", status=431
+                )
+        headers: list[tuple[bytes, bytes]] = []
+        host = b""
+        content_length: int | None = None
+        chunked = False
+        connection = b""
+        expect = False
+        upgrade: bytes | None = None
+        for name, value in event.headers:
+            headers.append((name, value))
+            if name == b"host":
+                host = value
+            elif name == b"content-length":
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True  # h11 accepts no other coding
+            elif name == b"connection":
+                connection += b"," + value.lower()
+            elif name == b"expect":
+                expect = value.lower() == b"100-continue"
+            elif name == b"upgrade":
+                upgrade = value
+        tokens = {token.strip() for token in connection.split(b",")} if connection else set()
+        version = event.http_version.decode("ascii")
+        self.keep_alive = version == "1.1" and b"close" not in tokens
+        head = RequestHead(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            headers=headers,
+            http_version=version,
+            host=host.decode("latin-1"),
+            keep_alive=self.keep_alive,
+            expect_continue=expect and version == "1.1",
+            content_length=content_length,
+            chunked=chunked,
+            upgrade=upgrade.decode("latin-1").strip().lower()
+            if upgrade is not None and b"upgrade" in tokens
+            else None,
+        )
+        self.head = head
+        if content_length is not None and content_length > limits.max_body_bytes:
+            raise ProtocolError(
+                f"request body of {content_length} bytes is larger than "
+                f"{limits.max_body_bytes} bytes",
+                status=413,
+            )
+        if content_length == 0 or (content_length is None and not chunked):
+            # No body: h11 has the EndOfMessage ready; consume it now so the server
+            # need not ask (one less call per bodiless request).
+            end = self._h11.next_event()
+            if type(end) is h11.EndOfMessage:
+                self.body_done = True
+        return head
+
+    @property
+    def waiting_for_continue(self) -> bool:
+        """True while the client waits for ``100 Continue`` before sending its body."""
+        head = self.head
+        return (
+            head is not None
+            and head.expect_continue
+            and not self._continue_sent
+            and not self.body_done
+            and self._body_bytes == 0
+        )
+
+    def continue_response(self) -> bytes:
+        """``100 Continue`` when the client waits for it (once), else ``b""``."""
+        if self.waiting_for_continue:
+            self._continue_sent = True
+            return CONTINUE_RESPONSE
+        return b""
+
+    def deadline(self) -> float:
+        """When the server must stop waiting for the current request head (``clock`` time).
+
+        Infinite once the head has arrived. Before that: the keep-alive timeout while
+        no byte of the request has come, the header timeout once some have; both
+        counted from the start of the cycle (the connection or the previous response).
+        """
+        if self.head is not None:
+            return _INF
+        limits = self._limits
+        header_deadline = self._cycle_start + limits.header_timeout
+        if self._fed:
+            return header_deadline
+        return min(header_deadline, self._cycle_start + limits.keepalive_timeout)
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes received after the current request (the start of a WebSocket stream)."""
+        return self._h11.trailing_data[0]
+
+    def start_next_cycle(self) -> None:
+        """Get ready for the next request on a kept-alive connection.
+
+        Only valid when the request body is complete and :attr:`keep_alive` holds.
+        """
+        if not (self.body_done and self.keep_alive):
+            raise RuntimeError("start_next_cycle() needs a complete, kept-alive exchange")
+        data, closed = self._h11.trailing_data
+        self._h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes
+        )
+        self._reset()
+        if data:
+            self._fed = len(data)
+            self._h11.receive_data(data)
+        if closed:
+            self._h11.receive_data(b"")
+
+    # -- responding ----------------------------------------------------------------------
+
+    def encode_response(
+        self, status: int, headers: Iterable[tuple[str, str]], body: bytes | None
+    ) -> tuple[bytes, Framing]:
+        """Encode a final response to the current request.
+
+        Args:
+            status: 200-599 (1xx are not final responses).
+            headers: (lower-case name, value) pairs, already free of CR/LF. Framing
+                headers are the server's business: ``content-length`` is recomputed
+                for a known body (and kept for HEAD and a streamed body),
+                ``transfer-encoding`` and ``keep-alive`` are dropped, ``connection:
+                close`` is honoured. ``date`` and ``server`` are added unless given.
+            body: the whole body, or ``None`` when it will be streamed.
+
+        Returns:
+            The bytes to send (the head, and the body when it was given) and how the
+            rest of the body, if any, is framed (:meth:`encode_body`).
+
+        Raises:
+            UnicodeEncodeError: a header is not Latin-1.
+        """
+        head = self.head
+        lines: list[str] = []
+        keep_alive = self.keep_alive
+        app_length: str | None = None
+        has_date = has_server = False
+        for name, value in headers:
+            if name == "content-length":
+                app_length = value.strip()
+                continue
+            if name == "connection":
+                if "close" in value.lower():
+                    keep_alive = False
+                continue
+            if name == "transfer-encoding" or name == "keep-alive":
+                continue
+            if name == "date":
+                has_date = True
+            elif name == "server":
+                has_server = True
+            lines.append(f"{name}: {value}\r\n")
+        if app_length is not None and not app_length.isdigit():
+            app_length = None
+
+        framing = Framing.DONE
+        payload = b""
+        if status < 200 or status == 204 or status == 304 or (head and head.method == "HEAD"):
+            # RFC 9110 sections 6.4.1, 9.3.2: no content; HEAD announces GET's length.
+            if status == 304:
+                if app_length is not None:
+                    lines.append(f"content-length: {app_length}\r\n")
+            elif status >= 200 and status != 204:
+                if body:
+                    lines.append(f"content-length: {len(body)}\r\n")
+                elif app_length is not None:
+                    lines.append(f"content-length: {app_length}\r\n")
+                elif body is not None:
+                    lines.append("content-length: 0\r\n")
+        elif body is not None:
+            lines.append(f"content-length: {len(body)}\r\n")
+            payload = body
+        elif app_length is not None:
+            lines.append(f"content-length: {app_length}\r\n")
+            framing = Framing.LENGTH
+            self._remaining = int(app_length)
+        elif head is not None and head.http_version == "1.1":
+            lines.append("transfer-encoding: chunked\r\n")
+            framing = Framing.CHUNKED
+        else:
+            framing = Framing.UNTIL_CLOSE
+            keep_alive = False
+
+        if not self.body_done and keep_alive:
+            if self.waiting_for_continue:
+                # The client waits for 100 Continue and holds its body back; it may
+                # still send it after this response, so the connection cannot be reused.
+                keep_alive = False
+            elif head is None or head.content_length is None:
+                keep_alive = False  # an unread chunked body: no telling how long it is
+            elif head.content_length - self._body_bytes > DRAIN_LIMIT:
+                keep_alive = False  # too much unread body to drain; close instead
+        if not keep_alive:
+            lines.append("connection: close\r\n")
+        self.keep_alive = keep_alive
+        self._framing = framing
+        if not has_server:
+            lines.append(f"server: {SERVER_HEADER}\r\n")
+        if not has_date:
+            lines.append(date_header(self._wall_clock()))
+        lines.append("\r\n")
+        data = status_line(status) + "".join(lines).encode("latin-1")
+        return (data + payload if payload else data), framing
+
+    def encode_body(self, data: bytes) -> bytes:
+        """Frame one chunk of a streamed body.
+
+        Raises:
+            ValueError: more bytes than the application's ``Content-Length``.
+        """
+        framing = self._framing
+        if framing is Framing.CHUNKED:
+            if not data:
+                return b""
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        if framing is Framing.LENGTH:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                self.keep_alive = False
+                raise ValueError("the response body is longer than its Content-Length")
+            return data
+        if framing is Framing.UNTIL_CLOSE:
+            return data
+        return b""
+
+    def encode_end(self) -> bytes:
+        """End a streamed body.
+
+        Raises:
+            ValueError: fewer bytes than the application's ``Content-Length``.
+        """
+        framing = self._framing
+        self._framing = Framing.DONE
+        if framing is Framing.CHUNKED:
+            return b"0\r\n\r\n"
+        if framing is Framing.LENGTH and self._remaining:
+            self.keep_alive = False
+            raise ValueError("the response body is shorter than its Content-Length")
+        return b""
+
+
+def _describe(exc: h11.RemoteProtocolError, status: int) -> str:
+    if status == 431:
+        return "request head too large"
+    text = str(exc) or "malformed request"
+    return f"malformed request: {text}"

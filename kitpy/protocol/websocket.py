@@ -1,0 +1,474 @@
+"""WebSocket (RFC 6455) over wsproto, without I/O.
+
+Theory of operation
+-------------------
+An upgrade goes through three decisions, all made here:
+
+1. :func:`origin_allowed`, *before* the application is called: a browser sends
+   ``Origin`` on every WebSocket handshake, and a page on another site must not be
+   able to open a socket with the user's cookies (cross-site WebSocket hijacking).
+   By default a missing Origin (not a browser) and an Origin whose host and port
+   equal the Host header pass; ``["*"]`` lets everything through; other entries
+   name further allowed origins (``"https://app.example.com"``).
+2. :func:`upgrade_problem` once the application answered 101: is this request a
+   valid RFC 6455 opening handshake (section 4.2.1)? If not, the 101 is a bug of
+   the application and the server answers 500.
+3. :func:`accept_upgrade` builds the ``101 Switching Protocols`` head: the accept
+   token, the subprotocol the application chose (its ``Sec-WebSocket-Protocol``
+   header, which must be one the client offered), permessage-deflate when offered,
+   and the application's other headers (cookies...). It returns the
+   :class:`WebSocketConnection` for the frames that follow.
+
+:class:`WebSocketConnection` turns bytes into whole messages and the other way.
+Fragments are joined here, and counted: a message over ``max_ws_message_bytes``
+raises :class:`ProtocolError` with close code 1009. Other violations surface the
+same way with wsproto's code (1002 protocol error, 1007 invalid UTF-8). The server
+sends :meth:`~WebSocketConnection.close` with that code and drops the connection.
+
+Compressed input is fed to wsproto in small slices, so a tiny frame that inflates
+to gigabytes (a "zip bomb") is caught by the size check after a few megabytes.
+
+Keepalive: a ping every ``ws_ping_interval`` seconds; when its pong has not come
+within ``ws_ping_timeout`` the peer counts as gone. Time is read from the clock
+given to the constructor; :meth:`~WebSocketConnection.keepalive_deadline` tells the
+server when to look again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Generator, Iterable, Sequence
+from enum import Enum, auto
+
+from wsproto import ConnectionType
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import generate_accept_token
+
+from kitpy.protocol.events import (
+    NEED_DATA,
+    CloseReceived,
+    ConnectionClosed,
+    Message,
+    NeedData,
+    PongReceived,
+    ProtocolError,
+    RequestHead,
+)
+from kitpy.protocol.http11 import SERVER_HEADER, date_header
+from kitpy.protocol.limits import Limits
+from kitpy.types import Clock
+
+__all__ = (
+    "WebSocketConnection",
+    "WebSocketState",
+    "accept_upgrade",
+    "origin_allowed",
+    "upgrade_problem",
+)
+
+#: Close codes that never go on the wire (RFC 6455 section 7.4.1).
+_LOCAL_ONLY = frozenset({1005, 1006, 1015})
+#: Compressed input is handed to wsproto this many bytes at a time.
+_DEFLATE_SLICE = 4096
+#: Headers of the 101 the server writes itself; the application's copies are dropped.
+_HANDSHAKE_HEADERS = frozenset(
+    {
+        "connection",
+        "upgrade",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    }
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _tokens(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [token.strip() for token in value.split(",") if token.strip()]
+
+
+def _header(head: RequestHead, name: bytes) -> str | None:
+    for key, value in head.headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _offers(head: RequestHead, name: bytes) -> list[str]:
+    """Every comma-separated token of every ``name`` header."""
+    return [
+        token
+        for key, value in head.headers
+        if key == name
+        for token in _tokens(value.decode("latin-1"))
+    ]
+
+
+def _split_host_port(value: str, default_port: int | None) -> tuple[str, int | None]:
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        host, rest = (value[1:end], value[end + 1 :]) if end != -1 else (value, "")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = value.partition(":")
+    if port.isdigit():
+        return host, int(port)
+    return host, default_port
+
+
+def origin_allowed(origin: str | None, host: str, allowed_origins: Sequence[str] | None) -> bool:
+    """Whether a WebSocket handshake with this ``Origin`` may reach the application.
+
+    Args:
+        origin: the request's ``Origin`` header (``None`` when absent).
+        host: the request's ``Host`` header.
+        allowed_origins: ``None`` for the default (same host only), ``["*"]`` for
+            any, or origins such as ``"https://app.example.com"`` allowed besides.
+
+    A missing Origin always passes (browsers always send one; other clients can
+    forge anything anyway), and so does one naming the server's own host and port.
+    """
+    if origin is None:
+        return True
+    origin = origin.strip()
+    if allowed_origins is not None:
+        if "*" in allowed_origins:
+            return True
+        wanted = origin.lower().rstrip("/")
+        if any(wanted == entry.strip().lower().rstrip("/") for entry in allowed_origins):
+            return True
+    scheme, sep, rest = origin.partition("://")
+    if not sep or not rest or "/" in rest:
+        return False  # "null" (sandboxed frames, file: pages) or malformed
+    default = _DEFAULT_PORTS.get(scheme.lower())
+    return _split_host_port(rest, default) == _split_host_port(host, default)
+
+
+def upgrade_problem(head: RequestHead) -> str | None:
+    """Why ``head`` is not a valid WebSocket opening handshake, or None if it is.
+
+    RFC 6455 section 4.2.1: GET, HTTP/1.1 or later, ``Upgrade: websocket``,
+    ``Connection: Upgrade``, ``Sec-WebSocket-Version: 13`` and a
+    ``Sec-WebSocket-Key`` of 16 base64-encoded bytes.
+    """
+    if head.method != "GET":
+        return f"a WebSocket handshake must be a GET, not {head.method}"
+    if head.http_version != "1.1":
+        return f"a WebSocket handshake needs HTTP/1.1, not HTTP/{head.http_version}"
+    if head.upgrade is None or "websocket" not in _tokens(head.upgrade):
+        return "the request has no 'Upgrade: websocket' (with 'Connection: Upgrade')"
+    version = _header(head, b"sec-websocket-version")
+    if version is None or version.strip() != "13":
+        return f"Sec-WebSocket-Version must be 13, got {version!r}"
+    key = _header(head, b"sec-websocket-key")
+    try:
+        valid_key = key is not None and len(base64.b64decode(key.strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        return f"Sec-WebSocket-Key must be 16 bytes in base64, got {key!r}"
+    return None
+
+
+def accept_upgrade(
+    head: RequestHead,
+    headers: Iterable[tuple[str, str]],
+    limits: Limits,
+    clock: Clock,
+    *,
+    trailing_data: bytes = b"",
+    now: float | None = None,
+) -> tuple[bytes, WebSocketConnection, str | None]:
+    """Accept a valid handshake (check :func:`upgrade_problem` first).
+
+    Args:
+        head: the upgrade request.
+        headers: the application's 101 headers; its ``sec-websocket-protocol`` is
+            the chosen subprotocol, the rest (cookies...) are sent along.
+        limits: message size and keepalive settings for the connection.
+        clock: monotonic clock for the keepalive.
+        trailing_data: bytes that came after the request head (first frames).
+        now: wall time for the ``Date`` header (default: the present).
+
+    Returns:
+        The ``101 Switching Protocols`` bytes, the connection, the subprotocol.
+
+    Raises:
+        ValueError: the application chose a subprotocol the client did not offer.
+    """
+    key = _header(head, b"sec-websocket-key")
+    if key is None:
+        raise ValueError("not a WebSocket handshake: no Sec-WebSocket-Key")
+    lines = [
+        "upgrade: websocket\r\nconnection: Upgrade\r\n",
+        f"sec-websocket-accept: {generate_accept_token(key.strip().encode('ascii')).decode()}\r\n",
+    ]
+    subprotocol: str | None = None
+    extra: list[str] = []
+    has_date = has_server = False
+    for name, value in headers:
+        if name == "sec-websocket-protocol":
+            subprotocol = value.strip()
+        if name in _HANDSHAKE_HEADERS:
+            continue
+        if name == "date":
+            has_date = True
+        elif name == "server":
+            has_server = True
+        extra.append(f"{name}: {value}\r\n")
+    if subprotocol is not None:
+        offered = _offers(head, b"sec-websocket-protocol")
+        if subprotocol not in offered:
+            raise ValueError(
+                f"the application chose WebSocket subprotocol {subprotocol!r}, "
+                f"but the client offered {offered or 'none'}"
+            )
+        lines.append(f"sec-websocket-protocol: {subprotocol}\r\n")
+    offers = _offers(head, b"sec-websocket-extensions")
+    extensions: list[Extension] = []
+    if offers:
+        deflate = PerMessageDeflate()
+        accepted = server_extensions_handshake(offers, [deflate])
+        if accepted is not None:
+            extensions.append(deflate)
+            lines.append(f"sec-websocket-extensions: {accepted.decode('ascii')}\r\n")
+    if not has_server:
+        extra.append(f"server: {SERVER_HEADER}\r\n")
+    if not has_date:
+        extra.append(date_header(now))
+    data = (
+        "HTTP/1.1 101 Switching Protocols\r\n" + "".join(lines) + "".join(extra) + "\r\n"
+    ).encode("latin-1")
+    connection = WebSocketConnection(
+        limits, clock, extensions=extensions, trailing_data=trailing_data
+    )
+    return data, connection, subprotocol
+
+
+class WebSocketState(Enum):
+    """Where the close handshake stands."""
+
+    OPEN = auto()
+    #: We sent a close frame and wait for the peer's.
+    LOCAL_CLOSING = auto()
+    #: The peer sent a close frame; our answer is queued in ``data_to_send()``.
+    REMOTE_CLOSING = auto()
+    CLOSED = auto()
+
+
+_STATES = {
+    ConnectionState.OPEN: WebSocketState.OPEN,
+    ConnectionState.LOCAL_CLOSING: WebSocketState.LOCAL_CLOSING,
+    ConnectionState.REMOTE_CLOSING: WebSocketState.REMOTE_CLOSING,
+    ConnectionState.CLOSED: WebSocketState.CLOSED,
+}
+
+
+class WebSocketConnection:
+    """Server side of an open WebSocket: bytes in, messages out, and back.
+
+    Args:
+        limits: ``max_ws_message_bytes``, ``ws_ping_interval``, ``ws_ping_timeout``.
+        clock: monotonic seconds, for the keepalive.
+        extensions: negotiated wsproto extensions (permessage-deflate).
+        trailing_data: bytes received right after the handshake.
+    """
+
+    def __init__(
+        self,
+        limits: Limits,
+        clock: Clock,
+        *,
+        extensions: list[Extension] | None = None,
+        trailing_data: bytes = b"",
+    ) -> None:
+        self._ws = Connection(ConnectionType.SERVER, extensions or [])
+        self._limits = limits
+        self._clock = clock
+        self._slice = _DEFLATE_SLICE if extensions else 0
+        self._pending = bytearray(trailing_data)
+        self._eof = False
+        self._events: Generator[Event, None, None] | None = None
+        self._out = bytearray()
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._ping_payload: bytes | None = None
+        self._ping_count = 0
+        self._pong_deadline = math.inf
+        interval = limits.ws_ping_interval
+        self._next_ping = clock() + interval if interval > 0 else math.inf
+
+    @property
+    def state(self) -> WebSocketState:
+        """Where the close handshake stands."""
+        return _STATES[self._ws.state]
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | None) -> None:
+        """Feed bytes from the peer; ``None`` or ``b""`` means the connection ended."""
+        if not data:
+            self._eof = True
+        elif not self._eof:
+            self._pending += data
+
+    def next_event(
+        self,
+    ) -> Message | CloseReceived | PongReceived | ConnectionClosed | NeedData:
+        """The next whole message, close or pong; ``NEED_DATA`` when more bytes are needed.
+
+        Pings are answered by queueing a pong in :meth:`data_to_send`; so is the
+        reply to the peer's close frame. ``ConnectionClosed`` means the byte stream
+        ended (without a close frame when none was seen: close code 1006).
+
+        Raises:
+            ProtocolError: ``close_code`` 1002, 1007 or 1009; answer it with
+                :meth:`close` and drop the connection.
+        """
+        while True:
+            if self._events is not None:
+                for event in self._events:
+                    result = self._handle(event)
+                    if result is not None:
+                        return result
+                self._events = None
+            if self._pending and self._ws.state in (
+                ConnectionState.OPEN,
+                ConnectionState.LOCAL_CLOSING,
+            ):
+                if self._slice and len(self._pending) > self._slice:
+                    chunk = bytes(self._pending[: self._slice])
+                    del self._pending[: self._slice]
+                else:
+                    chunk = bytes(self._pending)
+                    self._pending.clear()
+                self._ws.receive_data(chunk)
+                self._events = self._ws.events()
+                continue
+            self._pending.clear()
+            if self._eof:
+                return ConnectionClosed()
+            return NEED_DATA
+
+    def _handle(self, event: Event) -> Message | CloseReceived | PongReceived | None:
+        kind = type(event)
+        if kind is TextMessage or kind is BytesMessage:
+            data: str | bytes = event.data  # type: ignore[attr-defined]
+            if isinstance(data, str):
+                size = len(data) if data.isascii() else len(data.encode("utf-8"))
+            else:
+                data = bytes(data)
+                size = len(data)
+            self._size += size
+            limit = self._limits.max_ws_message_bytes
+            if self._size > limit:
+                self._parts.clear()
+                raise ProtocolError(f"message larger than {limit} bytes", close_code=1009)
+            if not event.message_finished:  # type: ignore[attr-defined]
+                self._parts.append(data)
+                return None
+            if self._parts:
+                self._parts.append(data)
+                parts, self._parts = self._parts, []
+                data = "".join(parts) if isinstance(data, str) else b"".join(parts)  # type: ignore[arg-type]
+            self._size = 0
+            return Message(data)
+        if kind is Ping:
+            if self._ws.state is ConnectionState.OPEN:
+                self._out += self._ws.send(event.response())  # type: ignore[attr-defined]
+            return None
+        if kind is Pong:
+            if self._ping_payload is not None and event.payload == self._ping_payload:  # type: ignore[attr-defined]
+                self._ping_payload = None
+                self._pong_deadline = math.inf
+            return PongReceived()
+        if kind is CloseConnection:
+            assert isinstance(event, CloseConnection)
+            state = self._ws.state
+            if state is ConnectionState.OPEN or state is ConnectionState.LOCAL_CLOSING:
+                # wsproto reports a frame it could not parse as a CloseConnection
+                # without changing state; a real close frame changes it.
+                raise ProtocolError(event.reason or "protocol error", close_code=event.code)
+            if state is ConnectionState.REMOTE_CLOSING:
+                self._out += self._ws.send(event.response())
+            return CloseReceived(event.code, event.reason or "")
+        return None  # pragma: no cover
+
+    def data_to_send(self) -> bytes:
+        """Bytes the protocol wants sent on its own (pongs, the reply to a close)."""
+        if not self._out:
+            return b""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, message: str | bytes) -> bytes:
+        """Frame a message (text for ``str``); ``b""`` once closing."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return b""
+        if isinstance(message, str):
+            return self._ws.send(TextMessage(data=message))
+        return self._ws.send(BytesMessage(data=message))
+
+    def close(self, code: int = 1000, reason: str = "") -> bytes:
+        """Start (or answer) the close handshake; ``b""`` if a close was already sent.
+
+        Codes that must not go on the wire (1005, 1006, 1015) are sent as 1000.
+        """
+        if self._ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            return b""
+        if code in _LOCAL_ONLY:
+            code = 1000
+        return self.data_to_send() + self._ws.send(CloseConnection(code=code, reason=reason))
+
+    # -- keepalive -----------------------------------------------------------------------
+
+    def keepalive_deadline(self) -> float:
+        """When :meth:`ping_due` or :meth:`pong_overdue` may next turn true (clock time)."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return math.inf
+        return self._pong_deadline if self._ping_payload is not None else self._next_ping
+
+    def ping_due(self) -> bool:
+        """True when it is time to send a keepalive ping."""
+        return (
+            self._ping_payload is None
+            and self._ws.state is ConnectionState.OPEN
+            and self._clock() >= self._next_ping
+        )
+
+    def pong_overdue(self) -> bool:
+        """True when the last ping went unanswered for ``ws_ping_timeout``: the peer is gone."""
+        return self._ping_payload is not None and self._clock() >= self._pong_deadline
+
+    def ping(self) -> bytes:
+        """A keepalive ping frame; its pong is awaited."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return b""
+        now = self._clock()
+        self._ping_count += 1
+        self._ping_payload = self._ping_count.to_bytes(4, "big")
+        self._pong_deadline = now + self._limits.ws_ping_timeout
+        interval = self._limits.ws_ping_interval
+        self._next_ping = now + interval if interval > 0 else math.inf
+        return self._ws.send(Ping(payload=self._ping_payload))

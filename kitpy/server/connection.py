@@ -1,0 +1,554 @@
+"""One HTTP connection: bytes from the stream -> kitpy.protocol -> the app -> bytes back.
+
+The loop runs in the connection's own task and handles requests one after another
+(HTTP/1.1 pipelining answers in order by construction): no task is spawned per
+request. The request body is read from the stream by the handler itself, through
+:class:`_RequestBody`, only when and as fast as it asks for it.
+
+Timeouts use one cancel scope around the whole connection whose deadline follows
+:meth:`HTTP11Connection.deadline` while a request head is awaited and is infinite
+while the application runs; request body reads have their own inactivity timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from enum import Enum, auto
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from kitpy.errors import HTTPError
+from kitpy.http.headers import Headers
+from kitpy.http.request import Request
+from kitpy.http.response import Response
+from kitpy.http.url import URL
+from kitpy.protocol.events import NEED_DATA, BodyData, BodyEnd, ProtocolError, RequestHead
+from kitpy.protocol.http11 import Framing, HTTP11Connection, error_response
+from kitpy.protocol.limits import DEFAULT_LIMITS, Limits
+from kitpy.protocol.websocket import accept_upgrade, origin_allowed, upgrade_problem
+from kitpy.server.accesslog import format_line
+from kitpy.server.shutdown import ConnectionTracker
+from kitpy.server.websocket import WebSocketSession
+from kitpy.types import App
+
+__all__ = ("ConnectionState", "handle_connection")
+
+logger = logging.getLogger("kitpy.server")
+
+#: Bytes asked of the stream per read.
+RECEIVE_SIZE = 64 * 1024
+#: After a response that closes the connection, how long to read (and discard) what
+#: the client still sends, so closing does not reset the connection under it.
+LINGER_TIMEOUT = 2.0
+LINGER_BYTES = 1024 * 1024
+
+_STREAM_ERRORS = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
+_TEXT = "text/plain; charset=utf-8"
+
+
+class ConnectionState(Enum):
+    """What a connection is doing, for graceful shutdown."""
+
+    #: Waiting for the first byte of a request.
+    IDLE = auto()
+    #: Reading a request, running the app, or writing the response.
+    BUSY = auto()
+    #: Upgraded to a WebSocket.
+    WEBSOCKET = auto()
+
+
+def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = Response(message + "\n", status, headers)
+    response.headers["content-type"] = _TEXT
+    return response
+
+
+class _RequestBody:
+    """The request body as an async iterator reading the connection on demand.
+
+    Raises :class:`HTTPError` 413 once the body passes ``max_body_bytes``, 400 when it
+    is malformed or the client goes away, 408 when it stalls for ``header_timeout``.
+    """
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._connection.read_body()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
+class _Connection:
+    def __init__(
+        self,
+        app: App,
+        stream: anyio.abc.ByteStream,
+        *,
+        client: tuple[str, int] | None,
+        scheme: str,
+        limits: Limits,
+        access_log: Callable[[str], None] | None,
+        allowed_origins: Sequence[str] | None,
+        tracker: ConnectionTracker | None,
+    ) -> None:
+        self.app = app
+        self.stream = stream
+        self.client = client
+        self.scheme = scheme
+        self.limits = limits
+        self.access_log = access_log
+        self.allowed_origins = allowed_origins
+        self.tracker = tracker
+        self.proto = HTTP11Connection(limits, anyio.current_time)
+        self.state = ConnectionState.IDLE
+        self.scope = anyio.CancelScope()
+        self.draining = False
+        self.broken = False
+        self.linger = False
+        self.websocket: WebSocketSession | None = None
+        self.close_code = 1001
+
+    # -- shutdown (called by the tracker, from another task) ---------------------------------
+
+    def shutdown(self, close_code: int) -> None:
+        self.draining = True
+        self.close_code = close_code
+        if self.state is ConnectionState.IDLE:
+            self.scope.cancel()
+        elif self.websocket is not None:
+            self.websocket.shutdown(close_code)
+
+    # -- I/O helpers ---------------------------------------------------------------------
+
+    async def receive(self) -> bytes:
+        try:
+            return await self.stream.receive(RECEIVE_SIZE)
+        except _STREAM_ERRORS:
+            return b""
+
+    async def send(self, data: bytes) -> bool:
+        if self.broken:
+            return False
+        try:
+            await self.stream.send(data)
+        except _STREAM_ERRORS:
+            self.broken = True
+            return False
+        return True
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self.tracker is not None:
+            self.tracker.add(self)
+        try:
+            with self.scope:
+                await self._serve()
+        finally:
+            if self.tracker is not None:
+                self.tracker.discard(self)
+            with anyio.CancelScope(shield=True):
+                await self._close()
+
+    async def _serve(self) -> None:
+        proto = self.proto
+        scope = self.scope
+        while not self.draining:
+            self.state = ConnectionState.IDLE
+            try:
+                event = proto.next_event()
+                if event is NEED_DATA:
+                    scope.deadline = proto.deadline()
+                    while event is NEED_DATA:
+                        data = await self.receive()
+                        proto.receive_data(data)
+                        if data:
+                            self.state = ConnectionState.BUSY
+                            scope.deadline = proto.deadline()
+                        event = proto.next_event()
+                    scope.deadline = math.inf
+            except ProtocolError as exc:
+                await self._protocol_error(exc, time.perf_counter())
+                return
+            if not isinstance(event, RequestHead):
+                return  # the client closed between requests
+            self.state = ConnectionState.BUSY
+            if not await self._handle(event):
+                return
+            proto.start_next_cycle()
+
+    async def _protocol_error(self, exc: ProtocolError, started: float) -> None:
+        assert exc.status is not None
+        data = error_response(exc.status, exc.message)
+        await self.send(data)
+        self.linger = True
+        head = self.proto.head
+        if self.access_log is not None:
+            if head is not None:
+                method, target, version = head.method, head.target, head.http_version
+            else:
+                method, target, version = "-", "-", "1.1"
+            self._log(method, target, version, exc.status, 0, started)
+
+    def _log(
+        self, method: str, target: str, version: str, status: int, size: int, started: float
+    ) -> None:
+        assert self.access_log is not None
+        try:
+            self.access_log(
+                format_line(
+                    self.client,
+                    method,
+                    target,
+                    version,
+                    status,
+                    size,
+                    time.perf_counter() - started,
+                )
+            )
+        except Exception:
+            logger.exception("the access log failed")
+
+    async def _handle(self, head: RequestHead) -> bool:
+        """Answer one request; True when the connection may carry another."""
+        started = time.perf_counter()
+        proto = self.proto
+        response: Response | None = None
+        if head.upgrade is not None and "websocket" in head.upgrade:
+            origin = _header(head, b"origin")
+            if not origin_allowed(origin, head.host, self.allowed_origins):
+                logger.warning("WebSocket upgrade refused: Origin %r is not allowed", origin)
+                response = _plain(403, "WebSocket origin not allowed")
+        if response is None:
+            response = await self._call_app(head)
+        status = response.status
+        if status < 200:
+            if status == 101:
+                if await self._upgrade(head, response, started):
+                    return False
+            else:
+                logger.error(
+                    "the app answered %s with status %s: not a final response", head.target, status
+                )
+            response = _plain(500, "Internal Server Error")
+            status = 500
+        if self.draining:
+            proto.keep_alive = False
+        body = response.body
+        try:
+            data, framing = proto.encode_response(status, response.headers.items(), body)
+        except (UnicodeEncodeError, ValueError) as exc:
+            logger.error("cannot encode the response headers for %s: %s", head.target, exc)
+            _close_stream(response.stream)
+            status = 500
+            data, framing = proto.encode_response(
+                500, [("content-type", _TEXT)], b"Internal Server Error\n"
+            )
+            body = b""
+        size = (
+            len(body)
+            if body is not None and framing is Framing.DONE and head.method != "HEAD"
+            else 0
+        )
+        if framing is Framing.DONE:
+            if response.stream is not None:
+                _close_stream(response.stream)
+            if not await self.send(data):
+                return False
+        else:
+            if not await self.send(data):
+                _close_stream(response.stream)
+                return False
+            sent = await self._send_stream(response.stream)
+            if sent is None:
+                if self.access_log is not None:
+                    self._log(head.method, head.target, head.http_version, status, 0, started)
+                return False
+            size = sent
+        if self.access_log is not None:
+            self._log(head.method, head.target, head.http_version, status, size, started)
+        if not proto.keep_alive:
+            self.linger = True
+            return False
+        if not proto.body_done:
+            return await self._drain()
+        return True
+
+    async def _call_app(self, head: RequestHead) -> Response:
+        proto = self.proto
+        request = Request(
+            head.method,
+            _url(self.scheme, head),
+            Headers.from_raw(head.headers),
+            None if proto.body_done else _RequestBody(self),
+            client=self.client,
+        )
+        try:
+            response = await self.app(request)
+        except HTTPError as exc:
+            return _plain(exc.status, exc.message, exc.headers)
+        except Exception:
+            logger.exception("the app failed on %s %s", head.method, head.target)
+            return _plain(500, "Internal Server Error")
+        if not isinstance(response, Response):
+            logger.error(
+                "the app answered %s %s with %r, not a Response",
+                head.method,
+                head.target,
+                type(response).__name__,
+            )
+            return _plain(500, "Internal Server Error")
+        return response
+
+    async def _upgrade(self, head: RequestHead, response: Response, started: float) -> bool:
+        """Complete a WebSocket handshake and run the socket; False if it is invalid."""
+        end = response.websocket
+        problem = upgrade_problem(head)
+        if end is None:
+            problem = "a 101 response needs a websocket end"
+        elif problem is None and not self.proto.body_done:
+            problem = "a WebSocket handshake has no body"
+        if problem is None:
+            assert end is not None
+            try:
+                handshake, connection, subprotocol = accept_upgrade(
+                    head,
+                    response.headers.items(),
+                    self.limits,
+                    anyio.current_time,
+                    trailing_data=self.proto.trailing_data,
+                )
+            except (ValueError, UnicodeEncodeError) as exc:
+                problem = str(exc)
+        if problem is not None:
+            logger.error("the app answered %s with 101, but %s", head.target, problem)
+            if end is not None:
+                end.close_now(1011, "WebSocket handshake failed")
+            return False
+        assert end is not None
+        self.state = ConnectionState.WEBSOCKET
+        session = WebSocketSession(self.stream, connection, end, self.limits, subprotocol)
+        self.websocket = session
+        if self.access_log is not None:
+            self._log(head.method, head.target, head.http_version, 101, 0, started)
+        if self.draining:
+            session.shutdown(self.close_code)
+        await session.run(handshake)
+        if session.broken:
+            self.broken = True
+        return True
+
+    # -- bodies --------------------------------------------------------------------------
+
+    async def read_body(self) -> bytes | None:
+        """The next request body chunk, None at its end (see :class:`_RequestBody`)."""
+        proto = self.proto
+        if proto.body_done:
+            return None
+        if proto.waiting_for_continue:
+            if not await self.send(proto.continue_response()):
+                raise HTTPError(400, "the client went away")
+        while True:
+            try:
+                event = proto.next_event()
+            except ProtocolError as exc:
+                assert exc.status is not None
+                proto.keep_alive = False
+                raise HTTPError(exc.status, exc.message) from None
+            if isinstance(event, BodyData):
+                return event.data
+            if isinstance(event, BodyEnd):
+                return None
+            if event is NEED_DATA:
+                data = b""
+                with anyio.move_on_after(self.limits.header_timeout):
+                    data = await self.receive()
+                if not data:
+                    proto.keep_alive = False
+                    raise HTTPError(400, "the request body did not arrive")
+                proto.receive_data(data)
+                continue
+            proto.keep_alive = False
+            raise HTTPError(400, "the request body ended early")
+
+    async def _drain(self) -> bool:
+        """Read and drop the rest of an unread request body (bounded by the protocol)."""
+        try:
+            while await self.read_body() is not None:
+                pass
+        except HTTPError:
+            return False
+        return self.proto.keep_alive
+
+    async def _send_stream(self, body: AsyncIterable[bytes] | Iterable[bytes] | None) -> int | None:
+        """Stream a response body; its size, or None when the connection must close."""
+        proto = self.proto
+        size = 0
+        try:
+            if isinstance(body, AsyncIterable):
+                if proto.body_done:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._watch_disconnect, tg.cancel_scope)
+                        size = await self._send_async(body)
+                        tg.cancel_scope.cancel()
+                else:
+                    size = await self._send_async(body)
+            elif body is not None:
+                # A plain iterator runs in this task: the runtime wraps blocking ones.
+                for chunk in body:
+                    size += await self._send_chunk(chunk)
+            if self.broken:
+                return None
+            if not await self.send(proto.encode_end()):
+                return None
+        except _Abort:
+            return None
+        except ValueError as exc:
+            logger.error("bad streamed response: %s", exc)
+            return None
+        except Exception:
+            logger.exception("the response stream failed")
+            return None
+        finally:
+            _close_stream(body)
+        if self.broken:
+            return None
+        return size
+
+    async def _send_async(self, body: AsyncIterable[bytes]) -> int:
+        size = 0
+        iterator = body.__aiter__()
+        try:
+            async for chunk in iterator:
+                size += await self._send_chunk(chunk)
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+        return size
+
+    async def _send_chunk(self, chunk: Any) -> int:
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+        elif not isinstance(chunk, bytes):
+            if isinstance(chunk, bytearray | memoryview):
+                chunk = bytes(chunk)
+            else:
+                raise TypeError(
+                    f"a streamed response body yields bytes, not {type(chunk).__name__}"
+                )
+        if not chunk:
+            return 0
+        if not await self.send(self.proto.encode_body(chunk)):
+            raise _Abort
+        return len(chunk)
+
+    async def _watch_disconnect(self, scope: anyio.CancelScope) -> None:
+        """While a response streams, notice a client that goes away."""
+        data = await self.receive()
+        if data:
+            self.proto.receive_data(data)  # a pipelined request: keep it for later
+            return
+        self.broken = True
+        scope.cancel()
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def _close(self) -> None:
+        stream = self.stream
+        if self.linger and not self.broken:
+            try:
+                await stream.send_eof()
+            except (*_STREAM_ERRORS, NotImplementedError):
+                pass
+            else:
+                # Read until the client closes, so our close does not reset the
+                # connection while it still reads the response.
+                with anyio.move_on_after(LINGER_TIMEOUT):
+                    discarded = 0
+                    while discarded < LINGER_BYTES:
+                        data = await self.receive()
+                        if not data:
+                            break
+                        discarded += len(data)
+        try:
+            await stream.aclose()
+        except _STREAM_ERRORS:
+            pass
+
+
+class _Abort(Exception):
+    """The client went away while a response streamed."""
+
+
+def _close_stream(body: object) -> None:
+    close = getattr(body, "close", None)
+    if close is not None and callable(close) and not isinstance(body, AsyncIterable):
+        try:
+            close()
+        except Exception:
+            logger.exception("closing a response stream failed")
+
+
+def _header(head: RequestHead, name: bytes) -> str | None:
+    for key, value in head.headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _url(scheme: str, head: RequestHead) -> URL:
+    target = head.target
+    if target.startswith("/"):
+        return URL.from_target(scheme, head.host, target)
+    if "://" in target:  # absolute-form (RFC 9112 section 3.2.2)
+        return URL(target)
+    return URL.from_target(scheme, head.host, "/")  # "*" (OPTIONS) and authority-form
+
+
+async def handle_connection(
+    app: App,
+    stream: anyio.abc.ByteStream,
+    *,
+    client: tuple[str, int] | None,
+    scheme: str = "http",
+    limits: Limits = DEFAULT_LIMITS,
+    access_log: Callable[[str], None] | None = None,
+    allowed_origins: Sequence[str] | None = None,
+    tracker: ConnectionTracker | None = None,
+) -> None:
+    """Serve HTTP/1.1 (and WebSockets) on ``stream`` until either side closes it.
+
+    Any :class:`anyio.abc.ByteStream` works, so tests can drive this in memory. The
+    stream is closed on return. ``tracker`` registers the connection for a graceful
+    shutdown.
+    """
+    connection = _Connection(
+        app,
+        stream,
+        client=client,
+        scheme=scheme,
+        limits=limits,
+        access_log=access_log,
+        allowed_origins=allowed_origins,
+        tracker=tracker,
+    )
+    await connection.run()

@@ -1,0 +1,213 @@
+"""Drive an upgraded connection: the wire on one side, the app's WebSocket end on the other.
+
+The application returned ``Response(status=101, websocket=client_end)``; the server
+owns ``client_end`` from then on. Three tasks share the connection:
+
+* the reader feeds wire bytes to :class:`WebSocketConnection` and hands each whole
+  message to ``client_end.send_nowait`` (it lands in the application's inbox);
+* the writer takes what the application sent from ``client_end.receive()`` and
+  frames it onto the wire;
+* the keepalive pings every ``ws_ping_interval`` and declares the client gone when
+  a pong does not come within ``ws_ping_timeout``.
+
+Memory stays bounded: the application's messages queue in ``client_end``'s inbox,
+whose ``max_buffered_bytes`` is ``ws_max_queue_bytes``. When the client reads too
+slowly the writer blocks on the socket, the inbox fills, and the pair closes itself
+(1008) instead of growing.
+
+Closing: whoever closes first, the other side learns the code. A close frame from
+the client closes the end with the client's code; the application closing its end
+sends a close frame with its code and waits (at most ``ws_ping_timeout``) for the
+client's answer; a client that vanishes (EOF, reset, no pong) closes the end with
+1006. Once the end is closed, by anyone, the session has ``ws_ping_timeout`` left
+to finish the handshake before the connection is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+import anyio.abc
+
+from kitpy.http.websocket import WebSocket, WebSocketClosed, WebSocketState
+from kitpy.protocol.events import (
+    NEED_DATA,
+    CloseReceived,
+    ConnectionClosed,
+    Message,
+    ProtocolError,
+)
+from kitpy.protocol.limits import Limits
+from kitpy.protocol.websocket import WebSocketConnection
+
+__all__ = ("WebSocketSession",)
+
+_RECEIVE_SIZE = 64 * 1024
+#: Messages the writer coalesces into one socket write, at most.
+_BATCH_BYTES = 64 * 1024
+_STREAM_ERRORS = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
+
+
+class WebSocketSession:
+    """One upgraded connection joined to the application's WebSocket end."""
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        connection: WebSocketConnection,
+        end: WebSocket,
+        limits: Limits,
+        subprotocol: str | None = None,
+    ) -> None:
+        self._stream = stream
+        self._proto = connection
+        self._end = end
+        self._limits = limits
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._scope = anyio.CancelScope()
+        self._shutdown_code: int | None = None
+        end.max_buffered_bytes = limits.ws_max_queue_bytes
+        end.protocol = subprotocol
+        #: True when the connection broke (no clean close handshake).
+        self.broken = False
+
+    def shutdown(self, close_code: int) -> None:
+        """Close with ``close_code`` (server shutdown): both the app's end and the wire."""
+        self._shutdown_code = close_code
+        self._end.close_now(close_code, "server shutting down")
+
+    async def run(self, handshake: bytes) -> None:
+        """Send the 101 and serve the socket until it is closed."""
+        end = self._end
+        if end.state is WebSocketState.CONNECTING and not end.closed:
+            end.accept()
+        if not await self._write(handshake):
+            end.close_now(1006, "connection lost")
+            return
+        with self._scope:
+            end.on_close(self._on_end_closed)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._read_loop)
+                if self._limits.ws_ping_interval > 0:
+                    tg.start_soon(self._keepalive_loop)
+                await self._write_loop()
+        end.close_now(1006, "connection lost")  # no-op when the close was clean
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _on_end_closed(self, _end: WebSocket) -> None:
+        # The end is closed: leave a bounded time for the close handshake.
+        deadline = anyio.current_time() + self._limits.ws_ping_timeout
+        if deadline < self._scope.deadline:
+            self._scope.deadline = deadline
+
+    def _drop(self, reason: str) -> None:
+        """The client is gone: close the end with 1006 and stop everything."""
+        self.broken = True
+        self._end.close_now(1006, reason)
+        self._scope.cancel()
+
+    async def _write(self, data: bytes) -> bool:
+        if not data:
+            return True
+        try:
+            async with self._lock:
+                await self._stream.send(data)
+        except _STREAM_ERRORS:
+            self.broken = True
+            return False
+        return True
+
+    async def _read_loop(self) -> None:
+        proto = self._proto
+        end = self._end
+        while True:
+            try:
+                event = proto.next_event()
+            except ProtocolError as exc:
+                code = exc.close_code or 1002
+                await self._write(proto.close(code, exc.message[:120]))
+                end.close_now(code, exc.message)
+                self._scope.cancel()
+                return
+            if event is NEED_DATA:
+                if not await self._write(proto.data_to_send()):
+                    self._drop("connection lost")
+                    return
+                try:
+                    data = await self._stream.receive(_RECEIVE_SIZE)
+                except _STREAM_ERRORS:
+                    data = b""
+                proto.receive_data(data)
+            elif isinstance(event, Message):
+                if not end.closed:
+                    try:
+                        end.send_nowait(event.data)
+                    except WebSocketClosed:
+                        pass
+            elif isinstance(event, CloseReceived):
+                await self._write(proto.data_to_send())  # our answer to the client's close
+                end.close_now(event.code, event.reason)
+                self._scope.cancel()
+                return
+            elif isinstance(event, ConnectionClosed):
+                self._drop("connection lost")
+                return
+            # PongReceived: the keepalive state is already updated.
+
+    async def _write_loop(self) -> None:
+        proto = self._proto
+        end = self._end
+        while True:
+            try:
+                message = await end.receive()
+            except WebSocketClosed as exc:
+                code = self._shutdown_code if self._shutdown_code is not None else exc.code
+                if not await self._write(proto.close(code, exc.reason[:120])):
+                    self._drop("connection lost")
+                return
+            batch = [proto.send(message)]
+            size = len(batch[0])
+            closed: WebSocketClosed | None = None
+            while size < _BATCH_BYTES:
+                try:
+                    more = end.receive_nowait()
+                except WebSocketClosed as exc:
+                    closed = exc
+                    break
+                if more is None:
+                    break
+                frame = proto.send(more)
+                batch.append(frame)
+                size += len(frame)
+            if not await self._write(b"".join(batch) if len(batch) > 1 else batch[0]):
+                self._drop("connection lost")
+                return
+            if closed is not None:
+                code = self._shutdown_code if self._shutdown_code is not None else closed.code
+                if not await self._write(proto.close(code, closed.reason[:120])):
+                    self._drop("connection lost")
+                return
+
+    async def _keepalive_loop(self) -> None:
+        proto = self._proto
+        while True:
+            deadline = proto.keepalive_deadline()
+            if deadline == math.inf:
+                await anyio.sleep_forever()
+            await anyio.sleep(max(0.0, deadline - anyio.current_time()))
+            if proto.pong_overdue():
+                self._drop("keepalive ping timeout")
+                return
+            if proto.ping_due():
+                with anyio.move_on_after(self._limits.ws_ping_timeout) as scope:
+                    sent = await self._write(proto.ping())
+                if scope.cancelled_caught or not sent:
+                    self._drop("keepalive ping could not be sent")
+                    return
