@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import logging
 import os
 import select
 import signal
@@ -45,17 +46,20 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kitpy.errors import KitpyError
 from kitpy.http.response import Response
 from kitpy.http.response import html as html_response
 from kitpy.http.response import json as json_response
 from kitpy.http.websocket import WebSocketPair
+
+if TYPE_CHECKING:
+    from kitpy.runtime.app import SiteApp
 
 __all__ = (
     "DEFAULT_HOST",
@@ -487,51 +491,20 @@ class _ErrorApp:
         yield
 
 
-def _port_from(value: Any) -> int | None:
-    """The port in whatever ``on_ready`` was given (a port, an address, a list of them)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        tail = value.rstrip("/").rsplit(":", 1)[-1]
-        return int(tail) if tail.isdigit() else None
-    if isinstance(value, tuple) and len(value) >= 2 and isinstance(value[1], int):
-        return value[1]
-    for name in ("port", "addresses", "sockets", "address"):
-        if hasattr(value, name):
-            found = _port_from(getattr(value, name))
-            if found is not None:
-                return found
-    if isinstance(value, Iterable):
-        for item in value:
-            found = _port_from(item)
-            if found is not None:
-                return found
-    return None
-
-
-def _route_table(app: Any) -> str | None:
-    """The route table as ``kitpy routes`` prints it, or None if it cannot be rendered."""
-    site = getattr(app, "site", None)
-    if site is None:
-        return None
-    try:
-        from kitpy.cli import routes as routes_module
-
-        render = getattr(routes_module, "render_routes", None) or getattr(
-            routes_module, "render_table", None
-        )
-        if render is not None:
-            return str(render(site))
-    except Exception:  # a missing or changed renderer must not stop the dev server
-        pass
-    lines = []
-    for route in getattr(site.table, "routes", ()):
+def _route_table(app: SiteApp) -> str:
+    """The route table in precedence order, as ``kitpy routes`` shows it."""
+    site = app.site
+    rows = []
+    for route in site.table.routes:
         endpoint = site.endpoints.get(route.id)
-        methods = ",".join(getattr(endpoint, "methods", ()) or ()) if endpoint else ""
-        lines.append(f"{route.pattern:<40} {methods:<24} {site.display(route.file)}")
-    return "\n".join(lines)
+        methods = ", ".join(m for m in endpoint.methods() if m != "OPTIONS") if endpoint else ""
+        rows.append((route.pattern, methods, endpoint.file if endpoint else str(route.file)))
+    if not rows:
+        return "  (no routes: add a file under routes/)"
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(
+        f"  {pattern:<{width[0]}}  {methods:<{width[1]}}  {file}" for pattern, methods, file in rows
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -558,12 +531,29 @@ def _watch_lifeline(fd: int) -> None:
     threading.Thread(target=wait, name="kitpy-dev-lifeline", daemon=True).start()
 
 
+class _QuietReloads(logging.Filter):
+    """Drop the server's "SIGTERM received" notice: in dev, every reload sends one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "kitpy.server" and "shutting down" in record.getMessage())
+
+
+def _configure_logging(style: _Style) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(style("  %(levelname)s", "red") + " %(message)s"))
+    handler.addFilter(_QuietReloads())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def _run_worker(args: argparse.Namespace) -> int:
-    from kitpy.runtime import load_app
+    from kitpy.runtime.app import load_app
     from kitpy.server import run
 
     out = sys.stdout
     style = _Style(out)
+    _configure_logging(style)
     site = Path(args.site)
     if args.lifeline_fd is not None:
         _watch_lifeline(args.lifeline_fd)
@@ -576,14 +566,16 @@ def _run_worker(args: argparse.Namespace) -> int:
         message = _describe(exc)
         _say(sys.stderr, style(f"  kitpy dev: {message}", "red", "bold"))
         _say(sys.stderr, style("  fix it and save: the server reloads", "dim"))
-        app = _ErrorApp(message, "".join(traceback.format_exception(exc)))
+        broken = _ErrorApp(message, "".join(traceback.format_exception(exc)))
+        app = _LoggedApp(broken, lambda line: _say(out, line), style)
         state = "broken"
     else:
         server_config = loaded.site.config.server
         if server_config.limits:
             from kitpy.protocol.limits import Limits
 
-            limits = Limits(**server_config.limits)
+            settings: dict[str, Any] = dict(server_config.limits)
+            limits = Limits(**settings)
         allowed_origins = server_config.allowed_origins
         if args.show_routes:
             table = _route_table(loaded)
@@ -592,8 +584,8 @@ def _run_worker(args: argparse.Namespace) -> int:
         app = _LoggedApp(loaded, lambda line: _say(out, line), style)
         state = "ok"
 
-    def on_ready(*values: Any) -> None:
-        port = _port_from(values) or args.port
+    def on_ready(addresses: list[tuple[str, int]]) -> None:
+        port = addresses[0][1] if addresses else args.port
         if args.ready_fd is not None:
             try:
                 os.write(args.ready_fd, f"{state} {port}\n".encode())
@@ -604,7 +596,7 @@ def _run_worker(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
-        "access_log": False,
+        "access_log": None,  # _LoggedApp prints a shorter, coloured line
         "shutdown_close_code": RELOAD_CLOSE_CODE,
         "on_ready": on_ready,
     }

@@ -74,7 +74,11 @@ class DevServer:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.port = int(self.wait_for(URL).group(1))
+        try:
+            self.port = int(self.wait_for(URL).group(1))
+        except BaseException:
+            self.stop()
+            raise
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _read(self) -> None:
