@@ -67,7 +67,7 @@ import anyio
 
 from kitpy.errors import KitpyError
 
-__all__ = ("Gated", "InputGate", "ObjectResetError", "Outcome")
+__all__ = ("Blocking", "Gated", "InputGate", "ObjectResetError", "Outcome", "Ticket")
 
 T = TypeVar("T")
 
@@ -81,7 +81,9 @@ class ObjectResetError(KitpyError):
         super().__init__(f"durable object {name} was reset{detail}")
 
 
-class _Waiter:
+class Ticket:
+    """A place in an input gate's queue."""
+
     __slots__ = ("event",)
 
     def __init__(self) -> None:
@@ -96,7 +98,7 @@ class InputGate:
         self._storage = 0  # storage operations being awaited
         self._blocked = 0  # block_concurrency_while calls running
         self._running = 0  # events admitted and not finished
-        self._queue: deque[_Waiter] = deque()
+        self._queue: deque[Ticket] = deque()
         self._broken: BaseException | None = None
 
     @property
@@ -111,35 +113,52 @@ class InputGate:
 
     # -- events -------------------------------------------------------------------------
 
+    def reserve(self) -> Ticket:
+        """Take a place in the queue now; pass it to :meth:`event` later.
+
+        A stub's fetch reserves when it is called, then runs the event in another
+        task: events are admitted in the order of the calls, whatever order the
+        scheduler starts those tasks in (Trio shuffles them on purpose).
+        """
+        self._check_broken()
+        ticket = Ticket()
+        self._queue.append(ticket)
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Give up a reserved place that will not be used."""
+        if ticket in self._queue:
+            self._queue.remove(ticket)
+            self._wake_head()
+
     @asynccontextmanager
-    async def event(self) -> AsyncIterator[None]:
+    async def event(self, ticket: Ticket | None = None) -> AsyncIterator[None]:
         """Run the body as one event: wait for admission, then count it as running."""
-        await self._admit()
+        await self._admit(ticket)
         self._running += 1
         try:
             yield
         finally:
             self._running -= 1
 
-    async def _admit(self) -> None:
-        self._check_broken()
-        if self.is_open and not self._queue:
-            return  # start at once, without yielding: arrival order is kept
-        waiter = _Waiter()
-        self._queue.append(waiter)
+    async def _admit(self, ticket: Ticket | None) -> None:
+        if ticket is None:
+            self._check_broken()
+            if self.is_open and not self._queue:
+                return  # start at once, without yielding: arrival order is kept
+            ticket = self.reserve()
         try:
-            while True:
-                await waiter.event.wait()
+            while not (self.is_open and self._queue[0] is ticket):
+                await ticket.event.wait()
                 self._check_broken()
-                if self.is_open and self._queue[0] is waiter:
+                if self.is_open and self._queue[0] is ticket:
                     break
                 # The gate closed again before this task got to run: wait for the
                 # next opening. (Only the head is ever woken, so FIFO holds.)
-                waiter.event = anyio.Event()
+                ticket.event = anyio.Event()
+            self._check_broken()
         except BaseException:
-            if waiter in self._queue:
-                self._queue.remove(waiter)
-            self._wake_head()
+            self.cancel(ticket)
             raise
         self._queue.popleft()
         # The gate is still open: the next event may also start, after this one has
@@ -187,8 +206,8 @@ class InputGate:
     def break_(self, error: BaseException) -> None:
         """The object was reset: every waiting and future event fails."""
         self._broken = error
-        for waiter in self._queue:
-            waiter.event.set()
+        for ticket in self._queue:
+            ticket.event.set()
 
 
 class Gated(Generic[T]):
@@ -259,6 +278,48 @@ class Outcome(Generic[T]):
 
     async def _get(self) -> T:
         await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class Blocking(Outcome[T]):
+    """The awaitable of ``block_concurrency_while``: keeps the gate closed until the
+    work is done *and* the event that awaits it has resumed.
+
+    When the work finishes and some task awaits this, that task reopens the gate as
+    it resumes, so its continuation runs before any queued event starts -- the same
+    rule as for a storage read. When nobody awaits it (a constructor's call), the
+    gate reopens as soon as the work is done.
+    """
+
+    __slots__ = ("_gate", "_released", "_waiting")
+
+    def __init__(self, gate: InputGate) -> None:
+        super().__init__()
+        self._gate = gate
+        self._waiting = 0
+        self._released = False
+        gate.block()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._gate.unblock()
+
+    def finished(self) -> None:
+        """The work is over (its outcome is set): reopen unless an awaiter will."""
+        if self._waiting == 0:
+            self.release()
+
+    async def _get(self) -> T:
+        self._waiting += 1
+        try:
+            await self._done.wait()
+        finally:
+            self._waiting -= 1
+            if self.done:
+                self.release()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]

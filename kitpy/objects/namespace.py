@@ -110,7 +110,8 @@ class Stub:
 
         See the module docstring for the URL and request the object receives.
         Exceptions the object's ``fetch`` raises (``error(404)`` included) reach the
-        caller.
+        caller. The object's handler runs in a task of the object system, so a caller
+        cancelled meanwhile does not cancel the object's work.
         """
         built = build_request(path_or_url, request, method=method, headers=headers, body=body)
         return await self._system.fetch(self.id, built)

@@ -34,7 +34,7 @@ from kitpy.http.response import Response
 from kitpy.http.websocket import WebSocket, WebSocketClosed
 from kitpy.objects.alarms import MAX_RETRIES, RETRY_DELAY, AlarmScheduler
 from kitpy.objects.base import DurableObject
-from kitpy.objects.gate import InputGate, ObjectResetError, Outcome
+from kitpy.objects.gate import InputGate, ObjectResetError, Outcome, Ticket
 from kitpy.objects.ids import ObjectId
 from kitpy.objects.namespace import Namespace
 from kitpy.objects.state import DurableObjectState
@@ -139,10 +139,10 @@ class _Entry:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def event(self, handler: Callable[[], Awaitable[T]]) -> T:
+    async def event(self, handler: Callable[[], Awaitable[T]], ticket: Ticket | None = None) -> T:
         """Run ``handler`` as one event of this object, then apply the output gate."""
         try:
-            async with self.gate.event():
+            async with self.gate.event(ticket):
                 try:
                     result = await handler()
                 except Exception:
@@ -276,17 +276,21 @@ class ObjectSystem:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+    def _check_running(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
             raise RuntimeError(
                 "durable objects are used outside ObjectSystem.run(); "
                 "enter `async with system.run():` first"
             )
+        return self._tg
+
+    def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+        tg = self._check_running()
 
         async def task() -> None:
             await work()
 
-        self._tg.start_soon(task)
+        tg.start_soon(task)
 
     def spawn(self, work: Callable[[], Awaitable[None]]) -> None:
         """For the alarm scheduler: a task that is cancelled at shutdown."""
@@ -332,12 +336,19 @@ class ObjectSystem:
         return None if entry is None else entry.instance
 
     async def fetch(self, object_id: ObjectId, request: Request) -> Response:
-        """Deliver ``request`` to the object's ``fetch`` and return its Response as is."""
+        """Deliver ``request`` to the object's ``fetch`` and return its Response as is.
+
+        The event takes its place in the object's queue as soon as this coroutine
+        starts, before the task that runs it is spawned: calls are delivered in the
+        order they start, whatever order the scheduler runs those tasks in.
+        """
+        self._check_running()
+        entry = self._entry(object_id)
+        ticket = entry.gate.reserve()  # the order of calls is the order of delivery
         outcome: Outcome[Response] = Outcome()
 
         async def deliver() -> Response:
-            entry = self._entry(object_id)
-            response = await entry.event(lambda: entry.instance.fetch(request))
+            response = await entry.event(lambda: entry.instance.fetch(request), ticket)
             if not isinstance(response, Response):
                 raise TypeError(
                     f"{type(entry.instance).__qualname__}.fetch() must return a Response, "
@@ -345,7 +356,11 @@ class ObjectSystem:
                 )
             return response
 
-        self._spawn(lambda: outcome.run(deliver))
+        try:
+            self._spawn(lambda: outcome.run(deliver))
+        except BaseException:
+            entry.gate.cancel(ticket)
+            raise
         return await outcome
 
     async def run_alarm(self, namespace: str, object_id: str) -> None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar, overload
 
 from kitpy.http.websocket import WebSocket
-from kitpy.objects.gate import Gated, InputGate, Outcome
+from kitpy.objects.gate import Blocking, Gated, InputGate
 from kitpy.objects.ids import ObjectId
 from kitpy.storage.base import Storage, Transaction, alarm_time
 
@@ -266,26 +266,26 @@ class DurableObjectState:
                     "block_concurrency_while() takes a coroutine or an async function, "
                     f"got {type(work).__name__}"
                 )
-        outcome: Outcome[T] = Outcome()
-        self._gate.block()
+        blocking: Blocking[T] = Blocking(self._gate)
 
         async def run() -> None:
             try:
                 awaitable = work if inspect.isawaitable(work) else work()
-                await outcome.run(lambda: awaitable)
-                if outcome.error is not None:
-                    self._host.reset(outcome.error)
+                await blocking.run(lambda: awaitable)
+                if blocking.error is not None:
+                    self._host.reset(blocking.error)
             finally:
-                self._gate.unblock()
+                blocking.set_error(RuntimeError("the object system stopped"))  # if unset
+                blocking.finished()
 
         try:
             self._host.spawn(run)
         except BaseException:
-            self._gate.unblock()
+            blocking.release()
             if inspect.iscoroutine(work):
                 work.close()
             raise
-        return outcome
+        return blocking
 
     def wait_until(self, work: Coroutine[Any, Any, Any] | Awaitable[Any]) -> None:
         """Run ``work`` in the background; the object is not evicted until it ends.
