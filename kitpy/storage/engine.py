@@ -349,6 +349,10 @@ class Engine:
         try:
             while self._inflight is not None:
                 await self._done_event(self._inflight).wait()
+            # Let the tasks that are ready to run (typically the writers just woken by
+            # the previous commit) add to the batch first: one commit for all of them,
+            # rather than one for the first and another for the rest.
+            await anyio.lowlevel.checkpoint()
         except BaseException:
             # Cancelled before committing: wake the other waiters, one of them drives.
             batch.claimed = False

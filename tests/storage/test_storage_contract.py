@@ -12,6 +12,7 @@ import pytest
 
 from kitpy.errors import StorageError
 from kitpy.storage import MemoryBackend, SqliteBackend, Storage
+from kitpy.storage.engine import OpKind
 
 Backend = MemoryBackend | SqliteBackend
 
@@ -491,33 +492,38 @@ async def test_writes_with_no_await_between_commit_together(backend: Backend) ->
 async def test_a_failed_batch_writes_none_of_it(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The atomicity of a batch, with a fault injected into its second write."""
+    """The atomicity of a batch: a fault in its last write undoes the ones before."""
     storage = backend.storage("ns", "o")
-    await storage.put("a", 0)
+    await storage.put({"a": 0, "doomed": 0})
     driver_type = type(backend._engine._driver)
     real_apply = driver_type._apply  # type: ignore[attr-defined]
-    calls = 0
+    faults = 0
 
     def failing_apply(*args: Any) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
+        nonlocal faults
+        op = args[-1]
+        if op.kind is OpKind.DELETE and op.key == "doomed":
+            faults += 1
             raise OSError(28, "No space left on device")
         return real_apply(*args)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(driver_type, "_apply", failing_apply)
     first = storage.put("a", 1)
     second = storage.put("b", 2)
-    storage.put("c", 3)  # never awaited: sync() reports it
-    with pytest.raises(StorageError):
+    backend.storage("ns", "other").put("c", 3)
+    third = storage.delete("doomed")
+    with pytest.raises(StorageError, match="No space left on device"):
         await first
-    with pytest.raises(StorageError):
+    with pytest.raises(StorageError, match="No space left on device"):
         await second
-    assert calls == 2
-    assert await storage.list() == {"a": 0}  # the first write of the batch is gone too
+    with pytest.raises(StorageError, match="No space left on device"):
+        await third
+    assert faults == 1
+    assert await storage.list() == {"a": 0, "doomed": 0}  # the whole batch is gone
+    assert await backend.storage("ns", "other").list() == {}
     monkeypatch.setattr(driver_type, "_apply", real_apply)
     await storage.put("d", 4)  # the next batch commits: no dead flusher
-    assert await storage.list() == {"a": 0, "d": 4}
+    assert await storage.list() == {"a": 0, "d": 4, "doomed": 0}
 
 
 async def test_sync_reports_a_failed_write_nobody_awaited(
