@@ -406,10 +406,10 @@ class WebSocketConnection:
             if state is ConnectionState.OPEN or state is ConnectionState.LOCAL_CLOSING:
                 # wsproto reports a frame it could not parse as a CloseConnection
                 # without changing state; a real close frame changes it.
-                raise ProtocolError(event.reason or "protocol error", close_code=event.code)
+                raise ProtocolError(event.reason or "protocol error", close_code=int(event.code))
             if state is ConnectionState.REMOTE_CLOSING:
                 self._out += self._ws.send(event.response())
-            return CloseReceived(event.code, event.reason or "")
+            return CloseReceived(int(event.code), event.reason or "")
         return None  # pragma: no cover
 
     def data_to_send(self) -> bytes:
