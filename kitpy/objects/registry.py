@@ -335,6 +335,10 @@ class ObjectSystem:
         entry = self._entries.get((object_id.namespace, str(object_id)))
         return None if entry is None else entry.instance
 
+    def scheduled_alarm(self, object_id: ObjectId) -> float | None:
+        """When the in-process timer of ``object_id``'s alarm fires, or None."""
+        return self._alarms.scheduled(object_id.namespace, str(object_id))
+
     async def fetch(self, object_id: ObjectId, request: Request) -> Response:
         """Deliver ``request`` to the object's ``fetch`` and return its Response as is.
 
