@@ -13,19 +13,23 @@ return an :class:`Ack`, a small awaitable (not a coroutine: nothing warns when i
 dropped un-awaited). Ops issued with no ``await`` between them therefore land in the
 same batch, and a batch is applied by the driver in one transaction: all or nothing.
 
-Commits. There is no background task. Whoever awaits an ack whose batch is not done
-either waits for the batch in flight or, when none is in flight, *drives* the commit:
-it swaps in a fresh open batch, applies the old one in a worker thread
-(``anyio.to_thread.run_sync``; one commit at a time per engine, so one thread per
-database), marks it done and wakes every waiter. Writes issued meanwhile collect in
-the new open batch, which the first of their awaiters commits next. So one fsync
-serves every write issued while the previous one ran: a hundred concurrent writers
-share a commit instead of queueing for one each. The commit runs shielded from
-cancellation, so a cancelled driver never leaves a batch half-known, and a failed
-commit resolves its waiters with a :class:`StorageError` and leaves the engine ready
-for the next batch (no dead flusher). Writes nobody awaits are committed by the next
-awaited write, ``sync()`` or ``aclose()``; a caller that wants them durable before it
-answers (an output gate) awaits ``sync()``.
+Commits. There is no background task, so nothing outlives ``aclose()``. The first
+task to await an ack of the open batch *claims* it: it waits for the batch in flight
+(if any), yields once so that the tasks already runnable (typically the writers just
+woken by the previous commit) add their writes too, then swaps in a fresh open batch
+and applies the old one in a worker thread (``anyio.to_thread.run_sync``; one commit
+at a time per engine, so one thread per database), marks it done and wakes every
+waiter. Other waiters just wait for their batch to be done. Writes issued while a
+commit runs collect in the next open batch, so one fsync serves every write issued
+meanwhile: a hundred concurrent writers share a commit instead of queueing for one
+each. The commit itself runs shielded from cancellation, so a batch's outcome is
+always known and reported; a claimant cancelled before it started hands the batch
+back, waking the other waiters so that one of them claims it. A failed commit
+resolves its waiters with a :class:`StorageError` and leaves the engine ready for
+the next batch (no dead flusher). Writes nobody awaits are committed by the next
+awaited write, ``sync()`` or ``aclose()``; a caller that wants them durable before
+it answers (an output gate) awaits ``sync()``, which also reports a failed write of
+that object that nobody awaited.
 
 Reads see the caller's own writes. Every op not yet committed is also recorded in
 the *overlay*: per object, the latest pending value (or tombstone) of each key with

@@ -613,6 +613,35 @@ async def test_a_cancelled_driver_hands_the_batch_over(
     assert backend.commits == 2
 
 
+async def test_reads_see_writes_while_their_commit_is_in_flight(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = backend._engine
+    storage = backend.storage("ns", "o")
+    await storage.put({"old": 0, "gone": 0})
+    gate = anyio.Event()
+    real_call = engine._call
+
+    async def gated_call(fn: Any, *args: Any) -> Any:
+        if fn == engine._driver.apply:
+            await gate.wait()
+        return await real_call(fn, *args)
+
+    monkeypatch.setattr(engine, "_call", gated_call)
+    async with anyio.create_task_group() as group:
+        storage.put("new", 1)
+        storage.delete("gone")
+        group.start_soon(storage.sync)
+        await anyio.wait_all_tasks_blocked()  # the batch is in flight
+        storage.put("newer", 2)  # the next batch
+        assert await storage.list() == {"new": 1, "newer": 2, "old": 0}
+        assert await storage.get(["gone", "new"]) == {"new": 1}
+        gate.set()
+    assert await storage.list() == {"new": 1, "newer": 2, "old": 0}
+    await storage.sync()
+    assert await storage.list() == {"new": 1, "newer": 2, "old": 0}
+
+
 async def test_an_ack_may_be_dropped_or_awaited_twice(backend: Backend) -> None:
     storage = backend.storage("ns", "o")
     storage.put("dropped", 1)  # no warning: the ack is not a coroutine
