@@ -45,6 +45,10 @@ __all__ = (
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _active: dict[str, int] = {}
+# Folders of a site that hold no Python modules.
+_NOT_PACKAGES = frozenset({"static", "__pycache__"})
+# Never purged, whatever a site calls its files.
+_NEVER_PURGED = frozenset({"kitpy", "anyio", "sys", "builtins", *sys.stdlib_module_names})
 
 
 def display_path(site_dir: Path, path: Path | str) -> str:
@@ -84,18 +88,30 @@ def purge_site_modules(site_dir: Path) -> None:
     root = site_dir.resolve()
     top_names = {p.stem if p.suffix == ".py" else p.name for p in _children(root)}
     for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if top in _NEVER_PURGED:
+            continue
         locations = _locations(module)
-        if any(_is_under(loc, root) for loc in locations):
-            del sys.modules[name]
-        elif name.partition(".")[0] in top_names and any(_in_a_site(loc) for loc in locations):
+        if top in top_names or any(_is_under(loc, root) for loc in locations):
+            # The site's own module, or another module under a name the site provides
+            # (another site's ``routes``, a test package called ``objects``): the site
+            # folder comes first on sys.path, so its module must be the one imported.
             del sys.modules[name]
 
 
 def _children(root: Path) -> list[Path]:
+    """The site's top-level Python modules and packages (not static/, not .kitpy/)."""
     try:
-        return [p for p in root.iterdir() if p.is_dir() or p.suffix == ".py"]
+        entries = list(root.iterdir())
     except OSError:
         return []
+    return [
+        p
+        for p in entries
+        if _IDENT.match(p.stem if p.suffix == ".py" else p.name)
+        and p.name not in _NOT_PACKAGES
+        and (p.suffix == ".py" if p.is_file() else p.is_dir())
+    ]
 
 
 def _locations(module: ModuleType) -> list[Path]:
@@ -119,13 +135,6 @@ def _is_under(path: Path, root: Path) -> bool:
         return False
     return True
 
-
-def _in_a_site(path: Path) -> bool:
-    # A module from another site folder: some parent holds routes/ or kitpy.toml.
-    for parent in path.parents:
-        if (parent / "routes").is_dir() or (parent / CONFIG_NAME).is_file():
-            return True
-    return False
 
 
 def route_module_name(routes_dir: Path, file: Path) -> str:

@@ -1,0 +1,2 @@
+def word(value: str) -> bool:
+    return value.isalpha()

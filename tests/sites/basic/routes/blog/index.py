@@ -1,0 +1,2 @@
+async def get(event):
+    return {"body": "blog index"}

@@ -1,0 +1,2 @@
+async def get(event):
+    raise RuntimeError("boom")
