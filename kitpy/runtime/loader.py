@@ -136,7 +136,6 @@ def _is_under(path: Path, root: Path) -> bool:
     return True
 
 
-
 def route_module_name(routes_dir: Path, file: Path) -> str:
     """``routes/api/[id].py`` -> a module name under ``routes``."""
     parts = list(file.relative_to(routes_dir).with_suffix("").parts)
