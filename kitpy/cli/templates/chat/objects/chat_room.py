@@ -18,6 +18,12 @@ A socket without a name yet receives no broadcasts. Each socket's name and clien
 address are kept in its attachment (``serialize_attachment``), not in a dict of
 our own, so ``state.get_websockets()`` is the one list of members.
 
+Each event's handling runs under one lock, in arrival order. The input gate alone
+does not give that: it opens while an event awaits another object (the rate
+limiter), so without the lock a message could get its timestamp before an earlier
+one is broadcast, or a newcomer could read the history just before a message it
+then never receives.
+
 History is stored under ISO-8601 UTC keys of the message timestamps (which sort in
 time order), so ``storage.list(reverse=True, limit=100)`` is the latest 100.
 """
@@ -28,6 +34,8 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
+
+import anyio
 
 from kitpy import DurableObject, Response, WebSocketPair, text
 
@@ -68,6 +76,7 @@ class ChatRoom(DurableObject):
         # same millisecond or the clock steps back; loaded from storage on first use
         # so that this holds across restarts too.
         self.last_timestamp = None
+        self.lock = anyio.Lock()
 
     # -- HTTP: the upgrade ---------------------------------------------------------
 
@@ -86,6 +95,21 @@ class ChatRoom(DurableObject):
     # -- WebSocket events ----------------------------------------------------------
 
     async def websocket_message(self, ws, message):
+        async with self.lock:
+            await self._receive(ws, message)
+
+    async def websocket_close(self, ws, code, reason):
+        async with self.lock:
+            await self._leave(ws)
+
+    async def websocket_error(self, ws, error):
+        await super().websocket_error(ws, error)
+        async with self.lock:
+            await self._leave(ws)
+
+    # -- the protocol ----------------------------------------------------------------
+
+    async def _receive(self, ws, message):
         session = ws.deserialize_attachment() or {}
         if not await self._allowed(ws, session.get("address", "unknown")):
             return
@@ -100,15 +124,6 @@ class ChatRoom(DurableObject):
             await self._join(ws, session, data)
         else:
             await self._post(ws, session["name"], data)
-
-    async def websocket_close(self, ws, code, reason):
-        await self._leave(ws)
-
-    async def websocket_error(self, ws, error):
-        await super().websocket_error(ws, error)
-        await self._leave(ws)
-
-    # -- the protocol ----------------------------------------------------------------
 
     async def _join(self, ws, session, data):
         name = _as_text(data.get("name"), "") or "anonymous"
