@@ -296,6 +296,12 @@ class HTTP11Connection:
             else None,
         )
         self.head = head
+        if chunked and content_length is not None:
+            # RFC 9112 section 6.3: both framings at once "ought to be handled as an
+            # error" -- the classic request smuggling vector.
+            raise ProtocolError(
+                "malformed request: both Content-Length and Transfer-Encoding", status=400
+            )
         if content_length is not None and content_length > limits.max_body_bytes:
             raise ProtocolError(
                 f"request body of {content_length} bytes is larger than "

@@ -233,6 +233,11 @@ def test_header_block_just_under_the_limit_passes() -> None:
         pytest.param(
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", id="bad-coding"
         ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 3\r\n\r\n",
+            id="smuggling",
+        ),
     ],
 )
 def test_malformed_request_is_400(raw: bytes) -> None:

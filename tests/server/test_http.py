@@ -17,7 +17,7 @@ from kitpy.errors import HTTPError
 from kitpy.http import Request, Response
 from kitpy.server.accesslog import format_line
 
-from .conftest import App, Reader, RunningServer, recv_all, recv_until
+from .conftest import App, Reader, RunningServer, recv_all, recv_until, wait_for
 
 MakeServer = Callable[..., RunningServer]
 
@@ -286,7 +286,7 @@ def test_access_log_lines(make_server: MakeServer) -> None:
     with httpx.Client() as client:
         client.get(server.url + "/path?q=1")
         client.post(server.url + "/other", content=b"x")
-    assert len(server.log) == 2
+    wait_for(lambda: len(server.log) == 2)
     assert server.log[0].startswith("127.0.0.1:")
     assert '"GET /path?q=1 HTTP/1.1" 200 5 ' in server.log[0]
     assert '"POST /other HTTP/1.1" 200 5 ' in server.log[1]
