@@ -153,6 +153,8 @@ def is_watched(site: Path, path: Path) -> bool:
         return False
     if not parts:
         return False
+    if parts == ("static",):
+        return True  # the folder itself came or went: the app checks for it at load
     if any(part in IGNORED_DIRS for part in parts) or parts[-1].endswith(IGNORED_SUFFIXES):
         return False
     if parts[-1].isdigit():  # vim's "4913" write probe

@@ -144,6 +144,8 @@ def site(tmp_path: Path) -> Path:
     (root / "routes" / "index.py").write_text(INDEX.format(text="version 1"))
     (root / "routes" / "ws.py").write_text(ECHO)
     (root / "kitpy.toml").write_text('[env]\nGREETING = "hi"\n')
+    (root / "static").mkdir()
+    (root / "static" / "hello.txt").write_text("static 1")
     return root
 
 
@@ -212,11 +214,12 @@ def test_websockets_are_closed_with_1012_on_reload(dev: DevServer, site: Path) -
     dev.poll("/", has_text("version 2"))
 
 
-def test_state_in_dot_kitpy_and_static_files_do_not_reload(dev: DevServer, site: Path) -> None:
-    dev.poll("/", has_text("version 1"))
-    (site / "static").mkdir()
-    (site / "static" / "hello.txt").write_text("static")
-    assert dev.poll("/hello.txt", lambda response: response.status_code == 200).text == "static"
+def test_static_files_are_served_fresh_without_a_reload(dev: DevServer, site: Path) -> None:
+    dev.poll("/hello.txt", has_text("static 1"))
+    (site / "static" / "hello.txt").write_text("static 2")
+    (site / ".kitpy").mkdir(exist_ok=True)
+    (site / ".kitpy" / "scratch").write_text("state")
+    dev.poll("/hello.txt", has_text("static 2"))
     assert "reloading" not in dev.text
 
 
@@ -242,6 +245,7 @@ def test_sigterm_stops_the_worker_and_frees_the_port(site: Path) -> None:
         pytest.param("matchers.py", True, id="matchers"),
         pytest.param("kitpy.toml", True, id="config"),
         pytest.param("lib/util.py", True, id="other-python"),
+        pytest.param("static", True, id="the-static-folder-itself"),
         pytest.param("static/app.js", False, id="static"),
         pytest.param("static/app.py", False, id="python-under-static"),
         pytest.param("tests/test_site.py", False, id="tests"),
