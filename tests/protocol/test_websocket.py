@@ -359,7 +359,8 @@ def test_server_initiated_close() -> None:
     assert isinstance(close, CloseConnection) and close.code == 4000 and close.reason == "done"
     events = pair.to_server(pair.client.send(close.response()))
     assert events == [CloseReceived(4000, "done")]
-    assert pair.server.state is WebSocketState.CLOSED
+    state: WebSocketState = pair.server.state  # mypy narrowed it above
+    assert state is WebSocketState.CLOSED
 
 
 @pytest.mark.parametrize("code", [1005, 1006, 1015])

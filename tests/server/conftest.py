@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import CancelledError
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ class App:
         self.calls += 1
         return await self.handler(self, request)
 
-    def spawn(self, func: Callable[[], Awaitable[None]]) -> None:
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
         assert self._tg is not None
         self._tg.start_soon(func)
 
