@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,8 @@ def load_site(site_dir: Path | str) -> Site:
         except SiteError as exc:
             if exc.path is None or not Path(exc.path).is_absolute():
                 raise
-            raise type(exc)(exc.message, display_path(root, exc.path), exc.line) from None
+            message = exc.message.replace(f"{root}{os.sep}", "")
+            raise type(exc)(message, display_path(root, exc.path), exc.line) from None
         endpoints: dict[str, Endpoint] = {}
         for route in table.routes:
             file = route.file if route.file.is_absolute() else routes_dir / route.file

@@ -1,0 +1,191 @@
+"""The ``kitpy`` command: new, dev, serve, routes.
+
+This is the composition root: the one place where a site (kitpy.runtime) meets the
+server (kitpy.server). Every :class:`~kitpy.KitpyError` is caught here once, printed
+on stderr as ``kitpy: <message>`` and answered with exit status 1; a wrong argument
+is argparse's usage error, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from kitpy.errors import KitpyError, SiteError
+
+__all__ = ("build_parser", "main")
+
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8000
+DEV_HOST = "127.0.0.1"
+DEV_PORT = 5173
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, got {port}")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kitpy",
+        description="File-based routes, its own HTTP/1.1 + WebSocket server, durable objects.",
+    )
+    parser.add_argument("--version", action="version", version=f"kitpy {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    new = commands.add_parser("new", help="create a site from a template")
+    new.add_argument("directory", metavar="DIR", help="the folder to create")
+    new.add_argument("--template", default=None, help="minimal (default) or chat")
+    new.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    new.set_defaults(run=_new)
+
+    dev = commands.add_parser("dev", help="development server, reloads on change")
+    dev.add_argument("directory", metavar="DIR", nargs="?", default=".", help="the site folder")
+    dev.add_argument("--host", default=DEV_HOST, help=f"address to bind (default {DEV_HOST})")
+    dev.add_argument(
+        "--port", type=_port, default=DEV_PORT, help=f"port (default {DEV_PORT}; 0: any free)"
+    )
+    dev.set_defaults(run=_dev)
+
+    serve = commands.add_parser("serve", help="production server")
+    serve.add_argument("directory", metavar="DIR", nargs="?", default=".", help="the site folder")
+    serve.add_argument(
+        "--host",
+        default=None,
+        help=f"address to bind (default: [server] host in kitpy.toml, else {SERVE_HOST})",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help=f"port (default: [server] port in kitpy.toml, else {SERVE_PORT}; 0: any free)",
+    )
+    serve.add_argument(
+        "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop"
+    )
+    serve.set_defaults(run=_serve)
+
+    routes = commands.add_parser("routes", help="print the route table in precedence order")
+    routes.add_argument("directory", metavar="DIR", nargs="?", default=".", help="the site folder")
+    routes.set_defaults(run=_routes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except KitpyError as exc:
+        sys.stderr.write(f"kitpy: {_message(exc, getattr(args, 'directory', '.'))}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+def _message(exc: KitpyError, directory: str) -> str:
+    """The error, with a site-relative file shown from where the command was run."""
+    if isinstance(exc, SiteError) and exc.path is not None and directory not in ("", "."):
+        path = Path(exc.path)
+        if not path.is_absolute():
+            where = (Path(directory) / path).as_posix()
+            where = f"{where}:{exc.line}" if exc.line is not None else where
+            return f"{where}: {exc.message}"
+    return str(exc)
+
+
+def _version() -> str:
+    try:
+        return version("kitpy")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _routes(args: argparse.Namespace) -> int:
+    from kitpy.cli.routes import render_routes, shadow_warnings
+    from kitpy.runtime.site import load_site
+
+    site = load_site(Path(args.directory))
+    try:
+        table = render_routes(site)
+        if table:
+            sys.stdout.write(table + "\n")
+        else:
+            sys.stderr.write("kitpy: no routes (add a .py file under routes/)\n")
+        for warning in shadow_warnings(site):
+            sys.stderr.write(f"kitpy: {warning}\n")
+    finally:
+        site.close()
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kitpy.protocol.limits import Limits
+    from kitpy.runtime.app import load_app
+    from kitpy.server import run
+
+    app = load_app(Path(args.directory), dev=False)
+    config = app.site.config.server
+    host: str = args.host or config.host or SERVE_HOST
+    port: int = args.port if args.port is not None else (config.port or SERVE_PORT)
+    if args.port is None and config.port == 0:
+        port = 0
+    try:
+        settings: dict[str, Any] = dict(config.limits)
+        limits = Limits(**settings)
+    except (TypeError, ValueError) as exc:
+        raise SiteError(f"[server]: {exc}", "kitpy.toml") from None
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    def on_ready(addresses: list[tuple[str, int]]) -> None:
+        bound = addresses[0][1] if addresses else port
+        shown = f"[{host}]" if ":" in host else host
+        sys.stdout.write(f"kitpy serving http://{shown}:{bound}\n")
+        sys.stdout.flush()
+
+    try:
+        run(
+            app,
+            host=host,
+            port=port,
+            limits=limits,
+            backend=args.backend,
+            allowed_origins=list(config.allowed_origins)
+            if config.allowed_origins is not None
+            else None,
+            shutdown_close_code=1001,
+            on_ready=on_ready,
+        )
+    except OSError as exc:
+        raise KitpyError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    finally:
+        app.close()
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from kitpy.cli.dev import dev_command
+
+    return dev_command(args.directory, args.host, args.port)
+
+
+def _new(args: argparse.Namespace) -> int:
+    from kitpy.cli.scaffold import DEFAULT_TEMPLATE, new_command
+
+    return new_command(args.directory, args.template or DEFAULT_TEMPLATE, force=args.force)
