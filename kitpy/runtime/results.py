@@ -53,7 +53,7 @@ def to_response(result: Any, where: str) -> Response:
           ============  ==========================================
           ``str``       text/plain; charset=utf-8
           ``bytes``     application/octet-stream
-          dict, list    JSON (application/json)
+          dict, list    JSON (application/json); NaN and Infinity are refused
           ``None``      empty
           ============  ==========================================
 
@@ -99,7 +99,7 @@ def _from_dict(result: dict[Any, Any], where: str) -> Response:
         return Response(body, status, headers)
     if isinstance(body, dict | list):
         try:
-            data = _json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+            data = _json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ResultError(where, f'"body" is not JSON-serializable: {exc}') from None
         response = Response(data.encode(), status, headers)

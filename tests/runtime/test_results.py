@@ -128,6 +128,10 @@ async def get(event):
         return {"headers": "x"}
     if kind == "object":
         return object()
+    if kind == "nan":
+        return {"body": {"x": float("nan")}}
+    if kind == "unjson":
+        return {"body": {"x": {1, 2}}}
 """
 
 
@@ -142,6 +146,8 @@ async def get(event):
         pytest.param("body", r'"body" must be str, bytes, dict, list or None', id="body-type"),
         pytest.param("headers", r'bad "headers"', id="headers-type"),
         pytest.param("object", r"returned an object", id="object"),
+        pytest.param("nan", r'"body" is not JSON-serializable: Out of range float', id="nan"),
+        pytest.param("unjson", r'"body" is not JSON-serializable', id="set-in-body"),
     ],
 )
 def test_bad_return_is_500_logged_with_route_file(
