@@ -188,7 +188,13 @@ class _Entry:
                         "%s.websocket_error() raised", type(self.instance).__qualname__
                     )
 
-        await self.event(guarded)
+        try:
+            await self.event(guarded)
+        except ObjectResetError:
+            raise
+        except Exception:
+            # The output gate failed (a storage error): log it and keep reading.
+            logger.exception("%s/%s: a WebSocket event failed", *self.key)
 
 
 class ObjectSystem:

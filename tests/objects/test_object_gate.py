@@ -320,3 +320,20 @@ async def test_block_concurrency_while_returns_the_result_and_checks_its_argumen
 
     async with run_objects({"obj": Block}) as system:
         assert (await stub(system).fetch("/")).body == b"42"
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_objects_work(
+    run_objects: RunObjects,
+) -> None:
+    async with run_objects({"obj": Logger}) as system:
+        await stub(system).fetch("/warm-up")
+        obj = instance(system)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stub(system).fetch, "/wait")
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+        obj.release.set()
+        with anyio.fail_after(5):
+            while "A released" not in obj.log:
+                await anyio.sleep(0.005)

@@ -183,7 +183,7 @@ async def test_accept_websocket_checks_its_arguments(run_objects: RunObjects) ->
         state = room_of(system).state
         _, server = WebSocketPair()
         with pytest.raises(TypeError, match=r"use tags=\['chat'\]"):
-            state.accept_websocket(server, tags="chat")  # type: ignore[arg-type]
+            state.accept_websocket(server, tags="chat")
         with pytest.raises(ValueError, match="at most 10 tags"):
             state.accept_websocket(server, tags=[str(i) for i in range(11)])
         state.accept_websocket(server)
