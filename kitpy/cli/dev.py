@@ -494,19 +494,13 @@ class _ErrorApp:
 
 
 def _route_table(app: SiteApp) -> str:
-    """The route table in precedence order, as ``kitpy routes`` shows it."""
-    site = app.site
-    rows = []
-    for route in site.table.routes:
-        endpoint = site.endpoints.get(route.id)
-        methods = ", ".join(m for m in endpoint.methods() if m != "OPTIONS") if endpoint else ""
-        rows.append((route.pattern, methods, endpoint.file if endpoint else str(route.file)))
-    if not rows:
-        return "  (no routes: add a file under routes/)"
-    width = [max(len(row[i]) for row in rows) for i in range(2)]
-    return "\n".join(
-        f"  {pattern:<{width[0]}}  {methods:<{width[1]}}  {file}" for pattern, methods, file in rows
-    )
+    """The route table as ``kitpy routes`` prints it (indented), with its warnings."""
+    from kitpy.cli.routes import render_routes, shadow_warnings
+
+    table = render_routes(app.site) or "(no routes: add a .py file under routes/)"
+    lines = [f"  {line}" for line in table.splitlines()]
+    lines += [f"  {warning}" for warning in shadow_warnings(app.site)]
+    return "\n".join(lines)
 
 
 def _describe(exc: BaseException) -> str:
