@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from concurrent.futures import CancelledError
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import anyio
@@ -56,6 +55,7 @@ class RunningServer:
     app: App
     portal: BlockingPortal
     log: list[str] = field(default_factory=list)
+    stop: Callable[[], None] = lambda: None
 
     @property
     def url(self) -> str:
@@ -88,19 +88,29 @@ def run_server(
     app = App(handler)
     log: list[str] = []
     kwargs.setdefault("limits", Limits())
-    with start_blocking_portal(backend) as portal:
-        future, addresses = portal.start_task(
-            partial(serve, app, host=host, port=0, access_log=log.append, **kwargs)
-        )
-        bound_host, port = addresses[0]
+    done = threading.Event()
+
+    async def serving(*, task_status: anyio.abc.TaskStatus[Any]) -> None:
         try:
-            yield RunningServer(bound_host, port, app, portal, log)
+            await serve(
+                app, host=host, port=0, access_log=log.append, task_status=task_status, **kwargs
+            )
         finally:
+            done.set()
+
+    with start_blocking_portal(backend) as portal:
+        future, addresses = portal.start_task(serving)
+        bound_host, port = addresses[0]
+
+        def stop() -> None:
+            """Cancel serve() (a graceful shutdown) and wait until it returned."""
             future.cancel()
-            try:
-                future.result(timeout=30)
-            except CancelledError:
-                pass
+            assert done.wait(30), "serve() did not return"
+
+        try:
+            yield RunningServer(bound_host, port, app, portal, log, stop)
+        finally:
+            stop()
 
 
 @pytest.fixture
