@@ -169,7 +169,7 @@ def test_no_broadcasts_reach_a_socket_before_it_has_a_name(member: MemberFactory
 
 
 def test_history_is_the_last_100_messages_oldest_first(member: MemberFactory) -> None:
-    sent = []
+    sent: list[Any] = []
     # Each address may send BURST - 1 messages after its name without being limited.
     while len(sent) < 104:
         talker = member("history-100")
