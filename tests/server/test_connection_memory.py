@@ -84,8 +84,8 @@ class EchoApp:
 async def h11_exchange(
     stream: MemoryByteStream, client: h11.Connection, *events: h11.Event
 ) -> list[h11.Event]:
-    for event in events:
-        data = client.send(event)
+    for outgoing in events:
+        data = client.send(outgoing)
         if data:
             await stream.send(data)
     received: list[h11.Event] = []
