@@ -45,8 +45,9 @@ __all__ = (
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _active: dict[str, int] = {}
-# Folders of a site that hold no Python modules.
-_NOT_PACKAGES = frozenset({"static", "__pycache__"})
+# Folders of a site that hold no site modules: files, caches, and the site's own tests
+# (whose modules are running while a TestClient loads the site, so never purged).
+_NOT_PACKAGES = frozenset({"static", "__pycache__", "tests"})
 # Never purged, whatever a site calls its files.
 _NEVER_PURGED = frozenset({"kitpy", "anyio", "sys", "builtins", *sys.stdlib_module_names})
 

@@ -171,3 +171,18 @@ def test_sync_handler_can_use_wait_until(client_for: ClientFactory) -> None:
     )
     assert client.post("/x").status_code == 202
     assert client.get("/x").text == "1"
+
+
+def test_plain_def_reads_the_body_through_from_thread(client_for: ClientFactory) -> None:
+    client = client_for(
+        {
+            "routes/x.py": """
+            import anyio.from_thread
+
+            def post(event):
+                data = anyio.from_thread.run(event.request.json)
+                return {"body": {"got": data}}
+            """
+        }
+    )
+    assert client.post("/x", json={"a": 1}).json() == {"got": {"a": 1}}
