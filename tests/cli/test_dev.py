@@ -223,15 +223,86 @@ def test_static_files_are_served_fresh_without_a_reload(dev: DevServer, site: Pa
     assert "reloading" not in dev.text
 
 
-def test_sigterm_stops_the_worker_and_frees_the_port(site: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_worker_and_frees_the_port(site: Path, signum: int) -> None:
     server = DevServer(site)
     try:
         server.poll("/", has_text("version 1"))
+        os.kill(server.process.pid, signum)
+        assert server.process.wait(STOP_TIMEOUT) == 0
     finally:
-        code = server.stop()
-    assert code == 0
+        server.stop()
+    assert "stopped" in server.text
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+
+
+def children_of(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_the_worker_stops_when_the_supervisor_is_killed(site: Path) -> None:
+    server = DevServer(site)
+    workers: list[int] = []
+    try:
+        server.poll("/", has_text("version 1"))
+        workers = children_of(server.process.pid)
+        assert workers
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(STOP_TIMEOUT)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+            time.sleep(0.05)
+        for worker in workers:  # a zombie (exited, not yet reaped by init) is fine
+            stat = Path(f"/proc/{worker}/stat")
+            assert not stat.exists() or stat.read_text().split()[2] == "Z"
+    finally:
+        server.stop()
+        for worker in workers:
+            try:
+                os.kill(worker, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_site_broken_from_the_start_is_served_as_an_error(site: Path) -> None:
+    (site / "routes" / "index.py").write_text(BROKEN)
+    server = DevServer(site)
+    try:
+        page = server.poll("/", lambda response: response.status_code == 500)
+        assert re.search(r"routes/index\.py:4\b", page.text), page.text
+        (site / "routes" / "index.py").write_text(INDEX.format(text="fixed"))
+        server.poll("/", has_text("fixed"))
+    finally:
+        server.stop()
+
+
+def test_a_missing_folder_or_a_busy_port_is_an_error(tmp_path: Path, site: Path) -> None:
+    missing = subprocess.run(
+        [sys.executable, "-m", "kitpy", "dev", str(tmp_path / "nowhere"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+    assert missing.returncode == 1
+    assert "no such folder" in missing.stderr
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "kitpy", "dev", str(site), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "could not start" in result.stderr
 
 
 @pytest.mark.parametrize(
