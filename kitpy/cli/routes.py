@@ -35,7 +35,7 @@ def route_rows(site: Site) -> list[RouteRow]:
         ]
         if "fallback" in endpoint.handlers:
             methods.append("*")
-        rows.append(RouteRow(route.pattern, ",".join(methods) or "-", endpoint.file))
+        rows.append(RouteRow(route.pattern, ", ".join(methods) or "-", endpoint.file))
     return rows
 
 

@@ -38,14 +38,14 @@ def test_routes_of_the_sample_site() -> None:
     result = kitpy("routes", str(BASIC))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "/                    GET,HEAD       routes/index.py",
-        "/api/counter/[name]  GET,HEAD       routes/api/counter/[name].py",
-        "/blog                GET,HEAD       routes/blog/index.py",
-        "/blog/[slug=word]    GET,HEAD       routes/blog/[slug=word].py",
-        "/blog/[slug]         GET,HEAD       routes/blog/[slug].py",
-        "/boom                GET,HEAD       routes/boom.py",
-        "/robots.txt          GET,HEAD       routes/robots.txt.py",
-        "/users               GET,HEAD,POST  routes/(admin)/users.py",
+        "/                    GET, HEAD        routes/index.py",
+        "/api/counter/[name]  GET, HEAD        routes/api/counter/[name].py",
+        "/blog                GET, HEAD        routes/blog/index.py",
+        "/blog/[slug=word]    GET, HEAD        routes/blog/[slug=word].py",
+        "/blog/[slug]         GET, HEAD        routes/blog/[slug].py",
+        "/boom                GET, HEAD        routes/boom.py",
+        "/robots.txt          GET, HEAD        routes/robots.txt.py",
+        "/users               GET, HEAD, POST  routes/(admin)/users.py",
     ]
     assert result.stderr == (
         "kitpy: warning: static/robots.txt shadows route /robots.txt "
@@ -70,12 +70,12 @@ def test_precedence_order_and_methods(tmp_path: Path) -> None:
     )
     result = kitpy("routes", ".", cwd=site)
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines()]
+    rows = [re.split(r" {2,}", line) for line in result.stdout.splitlines()]
     assert rows == [
-        ["/", "GET,HEAD", "routes/index.py"],
-        ["/about", "GET,HEAD,OPTIONS", "routes/about.py"],
+        ["/", "GET, HEAD", "routes/index.py"],
+        ["/about", "GET, HEAD, OPTIONS", "routes/about.py"],
         ["/empty", "-", "routes/empty.py"],
-        ["/[[lang]]/help", "GET,HEAD", "routes/[[lang]]/help.py"],
+        ["/[[lang]]/help", "GET, HEAD", "routes/[[lang]]/help.py"],
         ["/items/[id=int]", "PUT", "routes/items/[id=int].py"],
         ["/items/[id]", "DELETE", "routes/items/[id].py"],
         ["/[...rest]", "*", "routes/[...rest].py"],
