@@ -11,8 +11,9 @@ A site's ``hooks.py`` may define (DESIGN.md, "Hooks"):
 ``handle_error(error, event)``, plain or async
     Called for an unexpected exception (not for :class:`~kitpy.HTTPError`); returns
     the body of the 500: a str (text/plain) or a dict (JSON). Returning None, or not
-    defining it, gives the default body: the traceback in ``kitpy dev``, a generic
-    "Internal Server Error" in ``kitpy serve``, which never shows internals.
+    defining it, gives a generic "Internal Server Error", which never shows internals.
+    In ``kitpy dev`` a 500 always shows the traceback, with what ``handle_error``
+    returned beside it.
 
 An :class:`~kitpy.HTTPError` (``error(404, "no such room")``) becomes its status with
 ``{"message": ...}`` as JSON when the client accepts JSON, plain text otherwise.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import html as _html
 import inspect
+import json as _json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
@@ -134,49 +136,76 @@ async def unexpected_error_response(
     dev: bool,
     handle_error: HandleError | None,
 ) -> Response:
-    """The 500 for an exception nobody handled (already logged by the caller)."""
-    if handle_error is not None:
-        try:
-            body = handle_error(error, event)
-            if inspect.isawaitable(body):
-                body = await body
-        except Exception:
-            logger.exception("hooks.py: handle_error() raised while handling an error")
-        else:
-            if isinstance(body, str):
-                return text(body, 500)
-            if isinstance(body, dict):
-                try:
-                    return json(body, 500)
-                except (TypeError, ValueError) as exc:
-                    logger.error(
-                        "hooks.py: handle_error() returned a dict that is not JSON: %s", exc
-                    )
-            elif body is not None:
-                logger.error(
-                    "hooks.py: handle_error() must return a str, a dict or None, got %s",
-                    type(body).__name__,
-                )
+    """The 500 for an exception nobody handled (already logged by the caller).
+
+    In serve mode the body is what ``handle_error`` returned, else a generic message.
+    In dev mode it is always the traceback (DESIGN.md, "Hooks"), with what
+    ``handle_error`` returned shown beside it.
+    """
+    body = await _call_handle_error(handle_error, error, event)
     if dev:
-        return _traceback_response(error, event.request)
+        return _traceback_response(error, event.request, body)
+    if isinstance(body, str):
+        return text(body, 500)
+    if isinstance(body, dict):
+        return json(body, 500)
     if accepts_json(event.request):
         return json({"message": GENERIC_500}, 500)
     return text(GENERIC_500, 500)
 
 
-def _traceback_response(error: BaseException, request: Request) -> Response:
+async def _call_handle_error(
+    handle_error: HandleError | None, error: BaseException, event: RequestEvent
+) -> str | dict[str, Any] | None:
+    """What ``handle_error`` returned, or None when it is missing, failed or misbehaved."""
+    if handle_error is None:
+        return None
+    try:
+        body = handle_error(error, event)
+        if inspect.isawaitable(body):
+            body = await body
+    except Exception:
+        logger.exception("hooks.py: handle_error() raised while handling an error")
+        return None
+    if body is None or isinstance(body, str):
+        return body
+    if isinstance(body, dict):
+        try:
+            _json.dumps(body, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            logger.error("hooks.py: handle_error() returned a dict that is not JSON: %s", exc)
+            return None
+        return body
+    logger.error(
+        "hooks.py: handle_error() must return a str, a dict or None, got %s",
+        type(body).__name__,
+    )
+    return None
+
+
+def _traceback_response(
+    error: BaseException, request: Request, body: str | dict[str, Any] | None
+) -> Response:
     trace = "".join(traceback.format_exception(error))
     summary = f"{type(error).__name__}: {error}"
     if accepts_json(request):
-        return json({"message": summary, "traceback": trace}, 500)
+        data: dict[str, Any] = {"message": summary, "traceback": trace}
+        if body is not None:
+            data["handle_error"] = body
+        return json(data, 500)
+    shown = body if isinstance(body, str) or body is None else _json.dumps(body)
     if "text/html" in request.headers.get("accept", ""):
+        extra = ""
+        if shown is not None:
+            extra = f"<p>handle_error() returned:</p><pre>{_html.escape(shown)}</pre>"
         page = (
             "<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>"
             '<body style="font-family:sans-serif;margin:2em">'
             f"<h1>500 Internal Server Error</h1><h2>{_html.escape(summary)}</h2>"
             f'<pre style="background:#f4f4f4;padding:1em;overflow:auto">'
-            f"{_html.escape(trace)}</pre><p>kitpy dev shows this page; kitpy serve "
+            f"{_html.escape(trace)}</pre>{extra}<p>kitpy dev shows this page; kitpy serve "
             "never does.</p></body>"
         )
         return Response(page.encode(), 500, {"content-type": HTML_TYPE})
-    return text(f"500 Internal Server Error\n\n{trace}", 500)
+    extra = f"\nhandle_error() returned: {shown}\n" if shown is not None else ""
+    return text(f"500 Internal Server Error\n\n{trace}{extra}", 500)

@@ -245,3 +245,16 @@ def test_handle_sees_500_from_resolve(client_for: ClientFactory) -> None:
         }
     )
     assert client.get("/boom").headers["x-status-seen"] == "500"
+
+
+def test_dev_mode_shows_the_traceback_beside_handle_error(client_for: ClientFactory) -> None:
+    client = client_for(
+        {**ROUTES, "hooks.py": "def handle_error(error, event):\n    return {'id': 7}\n"},
+        dev=True,
+    )
+    body = client.get("/boom", headers={"accept": "application/json"}).json()
+    assert body["message"] == "ValueError: secret detail"
+    assert body["handle_error"] == {"id": 7}
+    assert "Traceback" in body["traceback"]
+    page = client.get("/boom").text
+    assert "ValueError: secret detail" in page and 'handle_error() returned: {"id": 7}' in page
