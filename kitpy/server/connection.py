@@ -176,13 +176,15 @@ class _Connection:
                 event = proto.next_event()
                 if event is NEED_DATA:
                     scope.deadline = proto.deadline()
-                    while event is NEED_DATA:
+                    while True:
                         data = await self.receive()
                         proto.receive_data(data)
-                        if data:
+                        event = proto.next_event()
+                        if event is not NEED_DATA:
+                            break
+                        if data:  # part of a head: now the header timeout runs
                             self.state = ConnectionState.BUSY
                             scope.deadline = proto.deadline()
-                        event = proto.next_event()
                     scope.deadline = math.inf
             except ProtocolError as exc:
                 await self._protocol_error(exc, time.perf_counter())
