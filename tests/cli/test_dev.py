@@ -170,6 +170,14 @@ def test_it_prints_the_url_and_the_route_table(dev: DevServer) -> None:
     assert dev.poll("/", has_text("version 1")).status_code == 200
 
 
+def test_an_error_in_a_handler_shows_its_traceback(dev: DevServer, site: Path) -> None:
+    (site / "routes" / "boom.py").write_text("def get(event):\n    raise RuntimeError('kaboom')\n")
+    page = dev.poll("/boom", lambda response: response.status_code == 500)
+    assert "kaboom" in page.text
+    assert "Traceback" in page.text
+    assert "boom.py" in page.text
+
+
 def test_an_edited_route_is_served_after_a_reload(dev: DevServer, site: Path) -> None:
     dev.poll("/", has_text("version 1"))
     (site / "routes" / "index.py").write_text(INDEX.format(text="version 2"))
