@@ -37,6 +37,7 @@ GARBAGE = [
     "bad_status_range",
     "set_body",
     "bad_headers",
+    "nan_json",
     "tuple",
 ]
 CRLF = ["dict", "response", "mutate", "lf", "name", "nul", "location"]
