@@ -36,6 +36,7 @@ Two house rules:
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
@@ -170,6 +171,7 @@ class HTTP11Connection:
         "_framing",
         "_h11",
         "_limits",
+        "_raw",
         "_remaining",
         "_wall_clock",
         "body_done",
@@ -190,6 +192,7 @@ class HTTP11Connection:
     def _reset(self) -> None:
         self._cycle_start = self._clock()
         self._fed = 0
+        self._raw = b""
         self._body_bytes = 0
         self._continue_sent = False
         self._framing = Framing.DONE
@@ -211,6 +214,7 @@ class HTTP11Connection:
             self._eof = True
         elif self.head is None:
             self._fed += len(data)
+            self._raw = self._raw + data if self._raw else data
         self._h11.receive_data(data)
 
     def next_event(self) -> RequestHead | BodyData | BodyEnd | ConnectionClosed | NeedData:
@@ -249,14 +253,17 @@ class HTTP11Connection:
 
     def _on_request(self, event: h11.Request) -> RequestHead:
         limits = self._limits
-        if self._fed > limits.max_header_bytes:
+        raw, self._raw = self._raw, b""
+        trailing = self._h11.trailing_data[0]
+        if trailing:
+            raw = raw[: self._fed - len(trailing)]
+        if len(raw) > limits.max_header_bytes:
             # h11 enforces its limit only on an *incomplete* head; a large head that
             # arrived in one piece is measured here.
-            head_size = self._fed - len(self._h11.trailing_data[0])
-            if head_size > limits.max_header_bytes:
-                raise ProtocolError(
-                    f"request head larger than {limits.max_header_bytes} bytes", status=431
-                )
+            raise ProtocolError(
+                f"request head larger than {limits.max_header_bytes} bytes", status=431
+            )
+        _check_raw_head(raw)
         headers: list[tuple[bytes, bytes]] = []
         host = b""
         content_length: int | None = None
@@ -369,6 +376,7 @@ class HTTP11Connection:
         self._reset()
         if data:
             self._fed = len(data)
+            self._raw = data
             self._h11.receive_data(data)
         if closed:
             self._h11.receive_data(b"")
@@ -503,6 +511,26 @@ class HTTP11Connection:
             self.keep_alive = False
             raise ValueError("the response body is shorter than its Content-Length")
         return b""
+
+
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length:([^\n]*)", re.IGNORECASE)
+
+
+def _check_raw_head(raw: bytes) -> None:
+    """Refuse what h11 leniently accepts but request smuggling feeds on.
+
+    h11 takes a bare LF as a line end, unfolds obs-fold and merges repeated equal
+    Content-Length values. A proxy in front may read those differently, so each is
+    a 400 here: RFC 9112 section 2.2 (bare LF "MAY" be recognized), section 5.2
+    (obs-fold: "MUST either reject ... or replace"), section 6.3 (several lengths).
+    """
+    if raw.count(b"\n") != raw.count(b"\r\n"):
+        raise ProtocolError("malformed request: a line ends in a bare LF", status=400)
+    if b"\n " in raw or b"\n\t" in raw:
+        raise ProtocolError("malformed request: obsolete line folding", status=400)
+    lengths = _CONTENT_LENGTH.findall(raw)
+    if len(lengths) > 1 or (lengths and b"," in lengths[0]):
+        raise ProtocolError("malformed request: more than one Content-Length", status=400)
 
 
 def _describe(exc: h11.RemoteProtocolError, status: int) -> str:

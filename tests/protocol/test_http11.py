@@ -494,3 +494,40 @@ def test_limits_are_validated() -> None:
         Limits(max_body_bytes=0)
     with pytest.raises(ValueError, match="header_timeout"):
         Limits(header_timeout=0)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"GET / HTTP/1.1\nHost: x\n\n", id="bare-lf"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", id="bare-lf-header"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n", id="obs-fold"),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\tchunked\r\n\r\n0\r\n\r\n",
+            id="obs-fold-te",
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nabcde",
+            id="cl-duplicate-same",
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nCONTENT-LENGTH: 5, 5\r\n\r\nabcde", id="cl-list-same"
+        ),
+    ],
+)
+def test_smuggling_vectors_h11_tolerates_are_400(raw: bytes) -> None:
+    server = HTTP11Connection(Limits(), FakeClock())
+    server.receive_data(raw + b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+    with pytest.raises(ProtocolError) as info:
+        server.next_event()
+    assert info.value.status == 400
+
+
+def test_pipelined_heads_are_each_checked() -> None:
+    server = HTTP11Connection(Limits(), FakeClock())
+    server.receive_data(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\nHost: x\n\n")
+    assert isinstance(server.next_event(), RequestHead)
+    server.encode_response(204, [], b"")
+    server.start_next_cycle()
+    with pytest.raises(ProtocolError):
+        server.next_event()
