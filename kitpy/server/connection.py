@@ -380,11 +380,13 @@ class _Connection:
                 return None
             if event is NEED_DATA:
                 data = b""
-                with anyio.move_on_after(self.limits.header_timeout):
+                with anyio.move_on_after(self.limits.header_timeout) as stalled:
                     data = await self.receive()
                 if not data:
                     proto.keep_alive = False
-                    raise HTTPError(400, "the request body did not arrive")
+                    if stalled.cancelled_caught:
+                        raise HTTPError(408, "the request body stalled")
+                    raise HTTPError(400, "the client closed before sending the whole body")
                 proto.receive_data(data)
                 continue
             proto.keep_alive = False

@@ -169,3 +169,12 @@ def test_connection_cap(make_server: MakeServer) -> None:
             first.close()
             second.settimeout(5)
             assert Reader(second).response()[2] == b"hello"
+
+
+def test_stalled_body_is_408(make_server: MakeServer) -> None:
+    server = make_server(read_all, limits=Limits(header_timeout=0.3))
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert server.app.events == ["startup", "body error 408"]
