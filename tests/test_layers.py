@@ -24,8 +24,18 @@ ALLOWED: dict[str, set[str]] = {
     "objects": {"storage", "http", "errors", "types"},
     "runtime": {"routing", "objects", "storage", "http", "errors", "types"},
     "server": {"protocol", "http", "types", "errors"},
-    "cli": {"server", "runtime", "routing", "objects", "storage", "http", "protocol", "errors",
-            "types", "testing"},
+    "cli": {
+        "server",
+        "runtime",
+        "routing",
+        "objects",
+        "storage",
+        "http",
+        "protocol",
+        "errors",
+        "types",
+        "testing",
+    },
     "testing": {"runtime", "routing", "objects", "storage", "http", "errors", "types"},
 }
 # third-party packages a layer must not touch
