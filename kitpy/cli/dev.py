@@ -93,8 +93,9 @@ IGNORED_SUFFIXES = ("~", ".swp", ".swx", ".tmp", ".pyc")
 START_TIMEOUT = 60.0
 #: Seconds a worker gets to shut down gracefully before it is killed.
 STOP_TIMEOUT = 15.0
-#: How often the supervisor wakes up to notice a worker that died on its own (ms).
-POLL_MS = 500
+#: How often the supervisor wakes up to notice a worker that died on its own (ms);
+#: also how long the first worker waits for the file watcher to be in place.
+POLL_MS = 200
 
 
 class DevError(KitpyError):
@@ -287,12 +288,9 @@ class _Supervisor:
     def run(self) -> int:
         import watchfiles
 
-        worker = self.start_worker(show_routes=True)
-        if worker.state == "exited" and not self.stop.is_set():
-            code = worker.process.wait()
-            self.stop_worker()
-            raise DevError(f"the dev server could not start (worker exited with code {code})")
-        self.announce()
+        # The first worker starts once the watcher is in place (its first timeout), so
+        # a file saved right after the URL is printed is never missed.
+        started = False
         for changes in watchfiles.watch(
             self.site,
             watch_filter=lambda _change, path: is_watched(self.site, Path(path)),
@@ -303,13 +301,25 @@ class _Supervisor:
         ):
             if self.stop.is_set():
                 break
-            if not changes:
+            if not started:
+                started = True
+                self.start_first_worker()
+            elif changes:
+                self.reload(sorted({Path(path) for _change, path in changes}))
+            else:
                 self.check_worker()
-                continue
-            self.reload(sorted({Path(path) for _change, path in changes}))
         self.stop_worker()
         _say(self.out, self.style("kitpy dev: stopped", "dim"))
         return 0
+
+    def start_first_worker(self) -> None:
+        worker = self.start_worker(show_routes=True)
+        if worker.state == "exited" and not self.stop.is_set():
+            code = worker.process.wait()
+            self.stop_worker()
+            raise DevError(f"the dev server could not start (worker exited with code {code})")
+        if not self.stop.is_set():
+            self.announce()
 
     def check_worker(self) -> None:
         worker = self.worker
