@@ -99,3 +99,29 @@ def module_server(
         yield server
     finally:
         server.stop()
+
+
+# -- figures ---------------------------------------------------------------------------
+#
+# Tests call record_figure("name", value); the figures are printed at the end of the
+# run (the numbers docs/reliability.md quotes) and written as JSON to the file named by
+# KITPY_FIGURES, when set.
+
+FIGURES: dict[str, object] = {}
+
+
+def record_figure(name: str, value: object) -> None:
+    FIGURES[name] = value
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("kitpy reliability figures")
+    for name, value in sorted(FIGURES.items()):
+        terminalreporter.write_line(f"{name}: {value}")
+    target = os.environ.get("KITPY_FIGURES")
+    if target:
+        import json
+
+        Path(target).write_text(json.dumps(FIGURES, indent=2, sort_keys=True, default=str))

@@ -43,7 +43,7 @@ FAST_LIMITS = """
     ws_max_queue_bytes = 262144
     ws_ping_interval = 0
     shutdown_timeout = 2.0
-    handler_timeout = 2.0
+    handler_timeout = 5.0
 """
 
 # -- faulty handlers ---------------------------------------------------------------------

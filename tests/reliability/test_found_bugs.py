@@ -8,10 +8,16 @@ flips it to XPASS (a failure under strict), telling whoever fixed it to drop the
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Iterator
 
 import pytest
 
 import kitpy
+
+from .conftest import module_server
+from .helpers import Server, close_code_of, exchange, ws_handshake, ws_read_frames
+from .sites import PING, WS, WS_CONFIG
 
 # -- 1. NaN / Infinity through the json() helper ---------------------------------------------
 
@@ -29,50 +35,65 @@ def test_json_helper_refuses_nan(value: float) -> None:
         kitpy.json({"x": value})
 
 
-# -- 2. Request smuggling vectors that are accepted ------------------------------------------
-#
-# Issue #7: "Smuggling attempts (Content-Length with Transfer-Encoding, duplicate
-# Content-Length, obs-fold, bare LF) are refused." kitpy.protocol.http11 hands these
-# to h11, which accepts them (RFC-lenient), and kitpy keeps the connection alive.
+# -- 3. Declared sizes over the limit are not refused up front --------------------------------
 
-H = b"Host: 127.0.0.1\r\n"
-SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
-ACCEPTED_SMUGGLING = {
-    # identical duplicates are merged by h11 into one Content-Length
-    "cl-duplicate-same": b"POST /echo HTTP/1.1\r\n"
-    + H
-    + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nabcde",
-    "cl-list-same": b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5, 5\r\n\r\nabcde",
-    # obs-fold is unfolded ("Transfer-Encoding:\r\n chunked" becomes chunked)
-    "obs-fold": b"GET /ping HTTP/1.1\r\n" + H + b"X-A: a\r\n folded\r\n\r\n",
-    "obs-fold-te": b"POST /echo HTTP/1.1\r\n"
-    + H
-    + b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
-    # bare LF line endings are accepted as CRLF
-    "bare-lf": b"GET /ping HTTP/1.1\nHost: 127.0.0.1\n\n",
-    "bare-lf-header": b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\nX-A: b\r\n\r\n",
-}
+@pytest.fixture(scope="module")
+def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from module_server(tmp_path_factory, {**PING, **WS}, WS_CONFIG.format(extra=""))
 
-_SMUGGLING_REASON = (
-    "kitpy/protocol/http11.py (h11) accepts {name}: expected ProtocolError(400) and a "
-    "closed connection (issue #7; RFC 9110 8.6, RFC 9112 5.2 and 2.2 allow refusing); "
-    "actual: the request is parsed and served"
+
+@pytest.mark.xfail(
+    reason="kitpy/protocol/http11.py: a chunk header declaring more than max_body_bytes "
+    "(POST /echo, 'Transfer-Encoding: chunked', chunk size ffffffffffffffffffff) is not "
+    "refused when it is read; the handler waits for the body until header_timeout (or "
+    "handler_timeout: 503). Expected 413 (or 400) at once, as for a Content-Length above "
+    "the limit",
+    strict=True,
 )
+def test_huge_chunk_size_refused_at_once(fast_server: Server) -> None:
+    raw = (
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"ffffffffffffffffffff\r\nabc"
+    )
+    got = exchange(fast_server.port, raw, timeout=1.0)
+    assert got.statuses in ([413], [400]), got
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(reason=_SMUGGLING_REASON.format(name=name), strict=True),
-        )
-        for name in sorted(ACCEPTED_SMUGGLING)
-    ],
+@pytest.mark.xfail(
+    reason="kitpy/protocol/websocket.py: a frame header declaring a payload larger than "
+    "max_ws_message_bytes (here 2**62 bytes) is not refused when the header is read; the "
+    "connection waits for the payload and closes 1009 only after max_ws_message_bytes have "
+    "arrived. Expected close 1009 at once (as the websockets library does)",
+    strict=True,
 )
-def test_smuggling_vector_refused_by_parser(name: str) -> None:
-    from .test_protocol_fuzz import drive_http
+def test_huge_ws_frame_length_refused_at_once(fast_server: Server) -> None:
+    sock, response, rest = ws_handshake(fast_server.port, "/ws/echo")
+    try:
+        assert response.status == 101
+        sock.sendall(struct.pack("!BBQ", 0x82, 0xFF, 2**62) + b"\x00" * 4 + b"x" * 100)
+        frames, _ = ws_read_frames(sock, 2, rest)
+    finally:
+        sock.close()
+    assert close_code_of(frames) == 1009
 
-    events = drive_http([ACCEPTED_SMUGGLING[name] + SMUGGLED])
-    assert events[0] == ("error", 400), events
+
+# -- 4. A 400 echoes the request's bytes and h11's internals ---------------------------------
+
+
+@pytest.mark.xfail(
+    reason="kitpy/protocol/http11.py _describe(): the 400 body is h11's message, which "
+    "embeds Python reprs of the client's bytes (e.g. \"malformed request: illegal chunk "
+    "header: bytearray(b'5\\\\nabcde...')\"); kitpy serve should not show internals: "
+    "expected a fixed text such as 'Bad Request: malformed chunked body'",
+    strict=True,
+)
+def test_400_body_shows_no_internals(fast_server: Server) -> None:
+    raw = (
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz-secret-bytes\r\n"
+    )
+    got = exchange(fast_server.port, raw, timeout=3)
+    assert got.statuses == [400]
+    body = got.responses()[0].body
+    assert b"bytearray" not in body and b"secret-bytes" not in body, body
