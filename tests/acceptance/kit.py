@@ -52,7 +52,8 @@ def run_kitpy(
 class Server:
     """``python -m kitpy serve SITE --host 127.0.0.1 --port 0`` in a subprocess."""
 
-    def __init__(self, site: Path, *extra: str) -> None:
+    def __init__(self, site: Path, *extra: str, command: str = "serve") -> None:
+        self.command = command
         self.site = site
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
@@ -81,7 +82,7 @@ class Server:
                     sys.executable,
                     "-m",
                     "kitpy",
-                    "serve",
+                    self.command,
                     str(self.site),
                     "--host",
                     "127.0.0.1",
@@ -106,6 +107,13 @@ class Server:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"kitpy serve printed no URL in time:\n{err.read_text()}")
+
+    def stdout(self) -> str:
+        """Everything the server wrote on stdout, over all its runs."""
+        return "".join(
+            p.with_name(p.name.replace("stderr", "stdout")).read_text(errors="replace")
+            for p in self._logs
+        )
 
     def log(self) -> str:
         """Everything the server wrote on stderr, over all its runs."""

@@ -172,7 +172,7 @@ def test_new_scaffolds_a_site_whose_tests_pass(tmp_path: Path) -> None:
     assert (target / "routes").is_dir()
     assert list(target.glob("tests/test_*.py")), "the scaffold has its own tests"
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=target,
         capture_output=True,
         text=True,
@@ -188,6 +188,22 @@ def test_new_scaffolds_a_site_whose_tests_pass(tmp_path: Path) -> None:
         assert httpx.get(srv.url + "/", timeout=10).status_code == 200
     finally:
         srv.stop()
+
+
+def test_new_chat_template_tests_pass(tmp_path: Path) -> None:
+    target = tmp_path / "chat"
+    result = run_kitpy("new", str(target), "--template", "chat")
+    assert result.returncode == 0, result.stderr
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=kitpy_env(),
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert not (target / ".kitpy").exists()
 
 
 def test_new_refuses_non_empty_folder(tmp_path: Path) -> None:
