@@ -178,6 +178,7 @@ def start_server(
     preexec_fn: Callable[[], None] | None = None,
     timeout: float = START_TIMEOUT,
     log_name: str = "server.log",
+    command_prefix: tuple[str, ...] = (),
 ) -> Server:
     """Start ``python -m kitpy serve SITE --host 127.0.0.1 --port 0``; wait for its URL."""
     log_path = site.parent / f"{site.name}-{log_name}"
@@ -193,7 +194,7 @@ def start_server(
         command = [sys.executable, str(Path(__file__).with_name("serve_shim.py"))]
     try:
         proc = subprocess.Popen(
-            [*command, str(site), "--host", HOST, "--port", "0", *extra_args],
+            [*command_prefix, *command, str(site), "--host", HOST, "--port", "0", *extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
