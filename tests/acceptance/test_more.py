@@ -259,6 +259,14 @@ def test_bodyless_status_sends_no_body_and_keeps_connection(server: Server, code
         assert status.split()[1] == "200" and body == b"about", conn.buf
 
 
+def test_informational_status_as_final_response(server: Server, client: httpx.Client) -> None:
+    # DESIGN: "any status from 100 to 599". HTTP/1.1 cannot end an exchange with a
+    # 1xx other than 101, so a clear 500 naming the problem is what we accept here.
+    response = client.get("/status/103")
+    assert response.status_code == 500
+    assert "103" in server.wait_log(lambda t: "103" in t)
+
+
 @pytest.mark.parametrize("code", [600, 99, 1000])
 def test_out_of_range_status_is_a_500(client: httpx.Client, code: int) -> None:
     assert client.get(f"/status/{code}").status_code == 500

@@ -95,6 +95,14 @@ FILES: dict[str, str] = {
 
 
         class Store(DurableObject):
+            def __init__(self, state, env):
+                super().__init__(state, env)
+                self.loaded = "not yet"
+                state.block_concurrency_while(self._load())
+
+            async def _load(self):
+                self.loaded = await self.state.storage.get("k")
+
             async def fetch(self, request):
                 op = request.url.path.rsplit("/", 1)[-1]
                 args = await request.json()
@@ -116,6 +124,11 @@ FILES: dict[str, str] = {
                 if op == "delete_all":
                     await storage.delete_all()
                     return json_response({"ok": True})
+                if op == "put_unawaited":
+                    storage.put(args["key"], args["value"])  # Cloudflare style: no await
+                    return json_response({"ok": True})
+                if op == "loaded":
+                    return json_response({"loaded": self.loaded})
                 if op == "bad_value":
                     try:
                         await storage.put("bad", {1, 2})
@@ -362,10 +375,15 @@ def test_storage_survives_restart_and_kill_9(fresh_site: Path) -> None:
         srv.start()
         assert call(srv.url, "durable", "get", key="k") == {"value": "graceful"}
         call(srv.url, "durable", "put", key="k2", value="acknowledged")
+        call(srv.url, "durable", "put_unawaited", key="k3", value="unawaited")
         srv.stop(signal.SIGKILL)
         srv.start()
+        # block_concurrency_while() in the constructor ran before the first event
+        assert call(srv.url, "durable", "loaded") == {"loaded": "graceful"}
         assert call(srv.url, "durable", "get", key="k") == {"value": "graceful"}
         assert call(srv.url, "durable", "get", key="k2") == {"value": "acknowledged"}
+        # an un-awaited put acknowledged by a response is durable too (output gate)
+        assert call(srv.url, "durable", "get", key="k3") == {"value": "unawaited"}
     finally:
         srv.kill()
     assert (fresh_site / ".kitpy").is_dir()

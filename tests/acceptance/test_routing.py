@@ -48,6 +48,9 @@ FILES: dict[str, str] = {
     "routes/q/[id]/edit.py": ECHO,
     "routes/f/[file].[ext].py": ECHO,
     "routes/m/foo-[c].py": ECHO,
+    "routes/f2/[x].json.py": ECHO,
+    "routes/f2/[y].py": ECHO,
+    "routes/g/[a]-[b].py": ECHO,
     "routes/st/static[...rest].py": ECHO,
     "routes/(admin)/users.py": ASYNC_ECHO,
     "routes/(admin)/settings/index.py": ECHO,
@@ -144,6 +147,11 @@ def hit(client: httpx.Client, path: str) -> dict[str, Any]:
         # text and parameters sharing a segment
         ("/f/report.pdf", "/f/[file].[ext]", {"file": "report", "ext": "pdf"}),
         ("/m/foo-bar", "/m/foo-[c]", {"c": "bar"}),
+        # static text after a parameter outranks a bare parameter
+        ("/f2/data.json", "/f2/[x].json", {"x": "data"}),
+        ("/f2/data", "/f2/[y]", {"y": "data"}),
+        # SvelteKit's parameters are lazy: the first takes as little as it can
+        ("/g/a-b-c", "/g/[a]-[b]", {"a": "a", "b": "b-c"}),
         ("/st/staticfoo/bar", "/st/static[...rest]", {"rest": "foo/bar"}),
         # groups add nothing to the URL, but are part of the route id
         ("/users", "/(admin)/users", {}),
