@@ -76,7 +76,20 @@ def test_bad_kitpy_toml_names_file_and_line(tmp_path: Path) -> None:
         tmp_path / "site",
         {"routes/index.py": GOOD_ROUTE, "kitpy.toml": '[server]\nport = 8000\nhost = "a\n'},
     )
-    check_broken(site, "kitpy.toml", "3")
+    check_broken(site, "kitpy.toml:3")
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ('[server]\nport = "x"\n', "port"),
+        ("[server]\nnosuchkey = 1\n", "nosuchkey"),
+        ('[objects]\nrooms = "nocolon"\n', "rooms"),
+    ],
+)
+def test_invalid_kitpy_toml_values(tmp_path: Path, toml: str, needle: str) -> None:
+    site = write_site(tmp_path / "site", {"routes/index.py": GOOD_ROUTE, "kitpy.toml": toml})
+    check_broken(site, "kitpy.toml:2", needle)
 
 
 def test_unknown_binding_class(tmp_path: Path) -> None:
