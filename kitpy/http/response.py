@@ -73,8 +73,8 @@ class Response:
 
 
 def json(data: Any, status: int = 200, headers: HeadersInit = None) -> Response:
-    """A JSON response."""
-    body = _json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    """A JSON response; NaN and infinities are refused (``ValueError``): not JSON."""
+    body = _json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     response = Response(body, status, headers)
     if headers is None or "content-type" not in Headers(headers):
         response.headers["content-type"] = JSON_TYPE

@@ -22,13 +22,6 @@ from .sites import PING, WS, WS_CONFIG
 # -- 1. NaN / Infinity through the json() helper ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="kitpy/http/response.py json(): json.dumps allows NaN/Infinity, so "
-    "json({'x': float('nan')}) is a 200 with the invalid JSON body '{\"x\":NaN}' that "
-    "JSON.parse rejects; expected ValueError (a 500 naming the route), as a dict body "
-    "now does (runtime/results.py, f6cfb4d)",
-    strict=True,
-)
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_json_helper_refuses_nan(value: float) -> None:
     with pytest.raises(ValueError):
