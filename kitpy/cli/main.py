@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     new = commands.add_parser("new", help="create a site from a template")
     new.add_argument("directory", metavar="DIR", help="the folder to create")
-    new.add_argument("--template", default=None, help="minimal (default) or chat")
+    new.add_argument(
+        "--template", default=None, choices=("minimal", "chat"), help="minimal (default) or chat"
+    )
     new.add_argument("--force", action="store_true", help="write into a non-empty folder")
     new.set_defaults(run=_new)
 
