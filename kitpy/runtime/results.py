@@ -46,7 +46,8 @@ def to_response(result: Any, where: str) -> Response:
         "body": ...}``.
 
         - ``status``: an int from 100 to 599; 200 when absent.
-        - ``headers``: a mapping of str to str, a list of (name, value) pairs, or
+        - ``headers``: a mapping of str to str (or to a list of str, for a repeated
+          header such as Set-Cookie), a list of (name, value) pairs, or
           :class:`~kitpy.Headers`; a Content-Type given here wins.
         - ``body``:
 
@@ -119,10 +120,15 @@ def _headers(value: Any) -> Headers:
     if isinstance(value, Headers):
         return value.copy()
     if isinstance(value, Mapping):
+        headers = Headers()
         for name, item in value.items():
-            if not isinstance(name, str) or not isinstance(item, str | int):
-                raise TypeError(f"header {name!r} must map to a str, got {_describe(item)}")
-        return Headers({name: str(item) for name, item in value.items()})
+            # A list gives a repeated header: {"set-cookie": ["a=1", "b=2"]}.
+            items = item if isinstance(item, list | tuple) else [item]
+            for one in items:
+                if not isinstance(name, str) or not isinstance(one, str | int):
+                    raise TypeError(f"header {name!r} must map to a str, got {_describe(one)}")
+                headers.add(name, str(one))
+        return headers
     if isinstance(value, list | tuple):
         pairs: list[tuple[str, str]] = []
         for pair in value:

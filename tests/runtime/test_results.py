@@ -30,6 +30,8 @@ async def get(event):
         return {"headers": {"x-one": "1", "content-type": "text/csv"}, "body": "a,b"}
     if kind == "header-pairs":
         return {"headers": [("x-a", "1"), ("x-a", "2")], "body": ""}
+    if kind == "header-list":
+        return {"headers": {"set-cookie": ["a=1", "b=2"]}, "body": ""}
     if kind == "json":
         return json({"ok": True}, status=202)
     if kind == "text":
@@ -80,6 +82,8 @@ def test_header_details(client_for: ClientFactory) -> None:
     client = client_for({"routes/shape.py": SHAPES})
     assert client.get("/shape?kind=headers").headers["x-one"] == "1"
     assert client.get("/shape?kind=header-pairs").headers.get_all("x-a") == ["1", "2"]
+    repeated = client.get("/shape?kind=header-list").headers.get_all("set-cookie")
+    assert repeated == ["a=1", "b=2"]
     assert client.get("/shape?kind=redirect").headers["location"] == "/elsewhere"
     assert client.get("/shape?kind=custom").headers["x-custom"] == "yes"
 
