@@ -22,7 +22,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from base64 import b64encode
 from collections.abc import Callable, Iterator
@@ -463,8 +462,40 @@ def watch_all(watches: list[Watch], timeout: float) -> None:
 # -- latency probe ---------------------------------------------------------------------
 
 
+_PROBE_SCRIPT = r"""
+import json, select, socket, sys, time
+port, target = int(sys.argv[1]), sys.argv[2]
+interval, timeout = float(sys.argv[3]), float(sys.argv[4])
+request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+while True:
+    start = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(request)
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        if data.startswith(b"HTTP/1.1 200"):
+            line = {"ok": time.monotonic() - start}
+        else:
+            line = {"fail": repr(data[:60])}
+    except OSError as exc:
+        line = {"fail": repr(exc)}
+    print(json.dumps(line), flush=True)
+    if select.select([sys.stdin], [], [], interval)[0]:
+        break
+"""
+
+
 class LatencyProbe:
-    """A thread that GETs ``target`` every ``interval`` s on a fresh connection."""
+    """GET ``target`` every ``interval`` s on a fresh connection, from another process.
+
+    A separate process, so the test's own work (and its GIL) does not slow the probe:
+    the latency is the server's, as another client would see it.
+    """
 
     def __init__(
         self, port: int, target: str = "/ping", interval: float = 0.05, timeout: float = 5.0
@@ -475,29 +506,47 @@ class LatencyProbe:
         self.timeout = timeout
         self.latencies: list[float] = []
         self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            start = time.monotonic()
-            try:
-                response = get(self.port, self.target, timeout=self.timeout)
-                if response.status != 200:
-                    self.failures.append(f"status {response.status}")
-                else:
-                    self.latencies.append(time.monotonic() - start)
-            except Exception as exc:
-                self.failures.append(repr(exc))
-            self._stop.wait(self.interval)
+        self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> LatencyProbe:
-        self._thread.start()
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _PROBE_SCRIPT,
+                str(self.port),
+                self.target,
+                str(self.interval),
+                str(self.timeout),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.timeout + 5)
+        import json
+
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        try:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write("stop\n")
+                proc.stdin.close()
+            proc.wait(timeout=self.timeout + 10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        out = proc.stdout.read()
+        proc.stdout.close()
+        for line in out.splitlines():
+            item = json.loads(line)
+            if "ok" in item:
+                self.latencies.append(item["ok"])
+            else:
+                self.failures.append(item["fail"])
 
     def summary(self) -> dict[str, float]:
         values = sorted(self.latencies)

@@ -300,6 +300,7 @@ WS = {
             return Response(status=101, websocket=client)
     """,
     "objects/room.py": """
+        import anyio
         from kitpy import DurableObject, Response, WebSocketPair, text
 
         class Room(DurableObject):
@@ -320,6 +321,9 @@ WS = {
                                 await peer.send(payload)
                             except Exception:
                                 pass
+                        # send() never blocks: yield so the writers drain, as a real
+                        # broadcaster does between events
+                        await anyio.sleep(0)
                     await ws.send("flood done")
                     return
                 if message == "count":

@@ -68,7 +68,7 @@ def test_fetch_hanging_is_bounded(running_site: RunningSite) -> None:
     with LatencyProbe(server.port) as probe:
         response = get(server.port, "/do/other/hang", timeout=10)
     assert response.status in (503, 504)
-    assert not probe.failures and probe.summary()["max_ms"] < 1000, probe.summary()
+    assert not probe.failures, probe.failures[:5]
     # the object that hung is not wedged for the next request... or is it? A hung event
     # holds the object's input gate (one event at a time), so it may refuse to admit
     # more; other objects must not care.
