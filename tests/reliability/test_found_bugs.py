@@ -7,29 +7,29 @@ flips it to XPASS (a failure under strict), telling whoever fixed it to drop the
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
-import math
+import socket
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
 
-import kitpy
-
 from .conftest import RunningSite, module_server
-from .helpers import Server, close_code_of, exchange, get, ws_handshake, ws_read_frames
+from .helpers import (
+    Server,
+    close_code_of,
+    exchange,
+    get,
+    ws_frame,
+    ws_handshake,
+    ws_read_frames,
+)
 from .sites import FAULTY, FAULTY_CONFIG, PING, WS, WS_CONFIG
 
-# -- 1. NaN / Infinity through the json() helper ---------------------------------------------
-
-
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_json_helper_refuses_nan(value: float) -> None:
-    with pytest.raises(ValueError):
-        kitpy.json({"x": value})
-
-
-# -- 3. Declared sizes over the limit are not refused up front --------------------------------
+# -- 1. Declared sizes over the limit are not refused up front --------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_huge_ws_frame_length_refused_at_once(fast_server: Server) -> None:
     assert close_code_of(frames) == 1009
 
 
-# -- 4. A 400 echoes the request's bytes and h11's internals ---------------------------------
+# -- 2. A 400 echoes the request's bytes and h11's internals ---------------------------------
 
 
 @pytest.mark.xfail(
@@ -93,7 +93,7 @@ def test_400_body_shows_no_internals(fast_server: Server) -> None:
     assert b"bytearray" not in body and b"secret-bytes" not in body, body
 
 
-# -- 5. X-Forwarded-For values that are not IP addresses become event.client ------------------
+# -- 3. X-Forwarded-For values that are not IP addresses become event.client ------------------
 
 
 @pytest.mark.xfail(
@@ -112,7 +112,7 @@ def test_garbage_forwarded_for_is_not_a_client(running_site: RunningSite, xff: s
     assert json.loads(response.body)["client"] == "127.0.0.1", response.body
 
 
-# -- 6. No request ids in the logs -------------------------------------------------------------
+# -- 4. No request ids in the logs -------------------------------------------------------------
 
 
 @pytest.mark.xfail(
@@ -134,3 +134,90 @@ def test_request_id_ties_access_line_to_error(running_site: RunningSite) -> None
     lines = [line for line in server.log().splitlines() if request_id in line]
     assert any('"GET /fault/raise HTTP/1.1" 500' in line for line in lines), lines
     assert any("raise.py" in line or "RuntimeError" in line for line in lines), lines
+
+
+# -- 5. Inbound WebSocket messages ignore ws_max_queue_bytes -----------------------------------
+
+DEAF = {
+    **PING,
+    "routes/deaf.py": """
+        import anyio
+        from kitpy import Response, WebSocketPair
+
+        async def get(event):
+            client, server = WebSocketPair()
+            server.accept()
+
+            async def run():
+                await anyio.sleep(20)  # does not read for a while
+
+            event.platform.wait_until(run())
+            return Response(status=101, websocket=client)
+    """,
+}
+
+
+@pytest.mark.xfail(
+    reason="kitpy/server/websocket.py sets ws_max_queue_bytes only on the outbound queue "
+    "(client end); messages from the client to an application that reads slowly queue in "
+    "the application's end up to the fixed kitpy.http.websocket.MAX_BUFFERED_BYTES (4 MiB) "
+    "whatever the site configures. With ws_max_queue_bytes = 262144, 2 MiB of unread "
+    "client messages are held without a 1008; expected: closed with 1008 past the "
+    "configured bound (2,000 sockets x 4 MiB is 8 GiB the operator cannot cap)",
+    strict=True,
+)
+def test_inbound_queue_honours_ws_max_queue_bytes(running_site: RunningSite) -> None:
+    config = WS_CONFIG.format(extra="").split("[objects]")[0]
+    server = running_site(DEAF, config)
+    sock, response, rest = ws_handshake(server.port, "/deaf")
+    try:
+        assert response.status == 101
+        for _ in range(32):  # 32 x 64 KiB = 2 MiB, messages under max_ws_message_bytes
+            sock.sendall(ws_frame(0x2, bytes(65536 - 16)))
+        frames, _ = ws_read_frames(sock, 3, rest)
+    finally:
+        sock.close()
+    assert close_code_of(frames) == 1008, frames
+
+
+# -- 6. A slow request body holds a connection slot with no overall deadline ------------------
+
+
+@pytest.mark.xfail(
+    reason="kitpy/server/connection.py read_body(): a request body is bounded only per read "
+    "(header_timeout of inactivity), never in total, and there is no handler_timeout by "
+    "default; clients sending a body 1 byte/s hold their connection slots indefinitely. "
+    "With max_connections = 20 and 20 such clients, a new client is not served within "
+    "10 s (measured: not within 15 s). Expected: a total deadline on reading a request "
+    "(as Node's requestTimeout) or a minimum body rate, so slots free up",
+    strict=True,
+)
+@pytest.mark.timeout(60)
+def test_slow_bodies_at_the_connection_cap(running_site: RunningSite) -> None:
+    config = """
+        [server]
+        header_timeout = 2.0
+        keepalive_timeout = 1.0
+        max_connections = 20
+    """
+    server = running_site(PING, config)
+    socks = []
+    try:
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            socks.append(sock)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            probe = pool.submit(get, server.port, "/ping", timeout=10)
+            for _ in range(12):
+                for sock in socks:
+                    with contextlib.suppress(OSError):
+                        sock.send(b"x")
+                if probe.done():
+                    break
+                time.sleep(1)
+            response = probe.result(timeout=15)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert response.status == 200

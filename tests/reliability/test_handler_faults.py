@@ -15,6 +15,7 @@ Where DESIGN.md is silent we expect what Starlette and Cloudflare users expect:
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+import kitpy
 from kitpy.runtime.app import SiteApp
 
 from .conftest import RunningSite, needs_server, record_figure
@@ -224,3 +226,10 @@ def test_hung_client_connections_do_not_block_shutdown(running_site: RunningSite
         sock.close()
     assert code == 0, (code, server.log()[-2000:])
     assert elapsed < 2.0 + 3.0, elapsed  # shutdown_timeout = 2.0
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_json_helper_refuses_nan(value: float) -> None:
+    """Found by this suite (fixed in d6647a5): json() used to send '{"x":NaN}' with 200."""
+    with pytest.raises(ValueError):
+        kitpy.json({"x": value})
