@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import SOAK, MakeSite, ServeDir, record_figure
-from .helpers import HOST, Server, get, wait_for
-from .sites import STORE, STORE_CONFIG
+from .helpers import HOST, Server, close_code_of, get, wait_for, ws_handshake, ws_read_frames
+from .sites import STORE, STORE_CONFIG, WS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800 if SOAK else 120)]
 
@@ -242,3 +242,37 @@ def test_read_only_store_is_a_clear_error(make_site: MakeSite, serve_dir: ServeD
         state.chmod(0o755)
         for child in state.iterdir():
             child.chmod(0o644)
+
+
+def test_sigterm_during_write_storm(make_site: MakeSite, serve_dir: ServeDir) -> None:
+    """Graceful shutdown mid-storm: exit 0 in time, WebSockets get 1001, nothing acked lost."""
+    files = {**STORE, **{k: v for k, v in WS.items() if k.startswith(("objects/", "routes/room"))}}
+    config = STORE_CONFIG.replace("[objects]", '[objects]\n    rooms = "objects.room:Room"')
+    site = make_site(files, config)
+    server = serve_dir(site)
+    sockets = []
+    try:
+        for _ in range(3):
+            sock, response, rest = ws_handshake(server.port, "/room/lobby/websocket")
+            assert response.status == 101
+            sockets.append((sock, rest))
+        with Storm(server.port) as storm:
+            wait_for(lambda: len(storm.acked) >= ACKS_BEFORE_KILL, 30)
+            started = time.monotonic()
+            os.kill(server.pid, signal.SIGTERM)
+            code = server.proc.wait(timeout=15)
+            took = time.monotonic() - started
+        codes = [close_code_of(ws_read_frames(sock, 3, rest)[0]) for sock, rest in sockets]
+    finally:
+        for sock, _ in sockets:
+            sock.close()
+    record_figure(
+        "sigterm_storm",
+        {"acked": len(storm.acked), "exit": code, "shutdown_s": round(took, 2), "ws_close": codes},
+    )
+    assert code == 0, server.log()[-2000:]
+    assert took < 2.0 + 3.0  # shutdown_timeout = 2.0
+    assert codes == [1001, 1001, 1001], codes
+    check, keys = stored_keys(site / ".kitpy" / "storage.sqlite3")
+    assert check == "ok"
+    assert not missing(storm.acked, keys), missing(storm.acked, keys)[:10]
