@@ -39,13 +39,13 @@ def summarize(stacks: Path, top: int) -> str:
         count = int(count_text)
         frames = [frame for frame in stack.split(";") if frame and not frame.startswith("process")]
         frames = [frame for frame in frames if not frame.startswith("thread ")]
-        if not frames:
-            continue
+        if not frames or any(frame.startswith("Thread._bootstrap ") for frame in frames):
+            continue  # an idle worker thread, not the event loop
         total += count
         self_counts[short(frames[-1])] += count
         for frame in {short(frame) for frame in frames}:
             inclusive[frame] += count
-    lines = [f"{total} samples", "", "self %  function"]
+    lines = [f"{total} samples of the event loop thread", "", "self %  function"]
     lines += [f"{100 * n / total:5.1f}  {name}" for name, n in self_counts.most_common(top)]
     lines += ["", "incl %  function"]
     lines += [f"{100 * n / total:5.1f}  {name}" for name, n in inclusive.most_common(top * 2)]
@@ -73,6 +73,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--nonblocking",
+        action="store_true",
+        help="do not pause the server per sample: faster, but stacks come out partial",
+    )
     args = parser.parse_args()
     if not shutil.which("py-spy"):
         print("py-spy is not installed: pip install py-spy", file=sys.stderr)
@@ -102,7 +107,8 @@ def main() -> int:
             [
                 *("py-spy", "record", "--pid", str(running.pid), "--format", "raw"),
                 *("--rate", str(args.rate), "--duration", str(int(args.duration + 2))),
-                *("--nonblocking", "--output", str(out)),
+                *(["--nonblocking"] if args.nonblocking else []),
+                *("--output", str(out)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -177,6 +177,7 @@ class Config:
     load_tool: str  # "wrk" or "python"
     quiet_wait: float
     logs: Path
+    scenarios: Sequence[str] = ALL
     scratch: Path = Path()
     notes: list[str] = field(default_factory=list)
 
@@ -467,7 +468,7 @@ def measure(cfg: Config, servers: list[Server], sites: dict[str, Path]) -> list[
     rows: list[dict[str, Any]] = []
     # A fresh server for every measurement (start-up is timed each time); smoke mode
     # runs all of a server's scenarios on one start to stay short.
-    groups = [list(ALL)] if cfg.smoke else [[name] for name in ALL]
+    groups = [list(cfg.scenarios)] if cfg.smoke else [[name] for name in cfg.scenarios]
     for round_no in range(cfg.rounds):
         for group in groups:
             for server in servers:
@@ -791,6 +792,55 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+DOCS_START = "<!-- results:start (written by bench/run.py) -->"
+DOCS_END = "<!-- results:end -->"
+
+
+def docs_block(result: dict[str, Any]) -> str:
+    """The generated part of docs/benchmarks.md: run, machine, versions, commands, figures."""
+    meta = result["meta"]
+    box = meta["machine"]
+    lines = [
+        f"Run of {meta['when']}: `{meta['command']}`, {meta['rounds']} rounds of "
+        f"{meta['duration']} s per measurement ({meta['warmup']} s warm-up before each), "
+        f"{meta['elapsed_s'] / 60:.0f} minutes in all.",
+        "",
+        "**Machine.** "
+        f"{box['cpu']}, {box['cpus']} CPUs, {box['memory_gib']} GiB, Linux {box['kernel']}. "
+        f"Servers pinned to CPU {box['server_cpu']}, load generators to CPU "
+        f"{box['client_cpu']} (taskset).",
+        "",
+        "**Versions.** "
+        + ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+        + ".",
+        "",
+        "**Servers, exactly as started** (`PORT` and `SITE` filled in by the suite):",
+        "",
+    ]
+    for name, command in meta["commands"].items():
+        lines.append(f"- {name}: `{command.replace(' 0 ', ' PORT ').replace(':0 ', ':PORT ')}`")
+    lines.append("")
+    body = markdown(result).split("\n", 2)[2]  # without the title and its blank line
+    lines.append(body.replace("\n## ", "\n### "))
+    if result.get("storage"):
+        lines += ["", "### Storage (bench/storage_bench.py)", "", "```"]
+        lines += [result["storage"]["output"], "```"]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_docs(path: Path, block: str) -> bool:
+    """Replace what lies between the markers in ``path``; False when they are missing."""
+    if not path.exists():
+        return False
+    text = path.read_text()
+    if DOCS_START not in text or DOCS_END not in text:
+        return False
+    head, rest = text.split(DOCS_START, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    path.write_text(f"{head}{DOCS_START}\n\n{block}\n{DOCS_END}{tail}")
+    return True
+
+
 def chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -812,8 +862,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
         better = "higher" if meta.higher_is_better else "lower"
         ax.set_title(f"{meta.title} ({meta.unit}, {better} is better)", fontsize=10)
         ax.tick_params(labelsize=8)
-        for y, value in enumerate(medians):
-            ax.text(value, y, f" {fmt(value, meta.unit)}", va="center", fontsize=7)
+        for y, (value, above) in enumerate(zip(medians, hi, strict=True)):
+            ax.text(value + above, y, f"  {fmt(value, meta.unit)}", va="center", fontsize=7)
+        ax.set_xlim(0, max(m + h for m, h in zip(medians, hi, strict=True)) * 1.18)
     fig.suptitle(
         f"kitpy vs peers, 1 server core, medians of {result['meta']['rounds']} rounds "
         "(whiskers: min-max)",
@@ -888,15 +939,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--servers", help="comma-separated subset of: " + ", ".join(s.name for s in SERVERS)
     )
+    parser.add_argument(
+        "--scenarios", help="comma-separated subset of: " + ", ".join(ALL), default=",".join(ALL)
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results")
-    parser.add_argument("--chart", type=Path, default=None, help="default docs/benchmarks.png")
+    parser.add_argument(
+        "--chart", type=Path, default=None, help="default: docs/benchmarks.png for a full run"
+    )
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--http-load", choices=("auto", "python"), default="auto")
+    parser.add_argument(
+        "--docs", type=Path, default=None, help="page to update, default docs/benchmarks.md"
+    )
     parser.add_argument(
         "--quiet-wait", type=float, default=30.0, help="longest wait for an idle machine, s"
     )
     args = parser.parse_args(argv)
 
     smoke = args.smoke
+    # Only a full run into bench/results updates the chart and page under docs/.
+    official = not smoke and args.out.resolve() == (BENCH / "results").resolve()
     cfg = Config(
         rounds=1 if smoke else args.rounds,
         duration=0.5 if smoke else args.duration,
@@ -905,15 +967,19 @@ def main(argv: list[str] | None = None) -> int:
         members=20 if smoke else ROOM_MEMBERS,
         smoke=smoke,
         out=args.out,
-        chart=args.chart or (None if smoke else ROOT / "docs" / "benchmarks.png"),
+        chart=args.chart or (ROOT / "docs" / "benchmarks.png" if official else None),
         load_tool="wrk",
         quiet_wait=0.0 if smoke else args.quiet_wait,
+        scenarios=[name for name in ALL if name in args.scenarios.split(",")],
         logs=args.out / "logs",
     )
     if not (smoke or args.no_install):
         install(cfg)
-    if not shutil.which("wrk"):
+    if args.http_load == "python" or not shutil.which("wrk"):
         cfg.load_tool = "python"
+    if cfg.load_tool == "python" and args.http_load == "python":
+        cfg.notes.append("HTTP load came from bench/httpload.py (--http-load python).")
+    elif cfg.load_tool == "python":
         cfg.notes.append(
             "wrk is not installed: HTTP load came from bench/httpload.py, a Python loop "
             "that is much slower than wrk and may itself be the bottleneck."
@@ -1003,6 +1069,9 @@ def main(argv: list[str] | None = None) -> int:
             chart(result, cfg.chart)
         except ImportError:
             print("matplotlib is not installed: no chart", flush=True)
+    docs = args.docs or (ROOT / "docs" / "benchmarks.md" if official else None)
+    if docs is not None and not update_docs(docs, docs_block(result)):
+        print(f"{docs}: no results markers, not updated", flush=True)
     print(markdown(result))
     return 0
 
