@@ -105,13 +105,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
 # -- the server process ----------------------------------------------------------------
 
 
-def cli_available() -> bool:
-    """True once ``python -m kitpy serve`` exists."""
-    import importlib.util
-
-    return importlib.util.find_spec("kitpy.__main__") is not None
-
-
 @dataclass
 class Server:
     """A running ``python -m kitpy serve`` subprocess."""
@@ -187,10 +180,7 @@ def start_server(
     child_env.pop("KITPY_SOAK", None)
     if env:
         child_env.update(env)
-    if cli_available():
-        command = [sys.executable, "-m", "kitpy", "serve"]
-    else:  # until the CLI lands: the same wiring, see serve_shim.py
-        command = [sys.executable, str(Path(__file__).with_name("serve_shim.py"))]
+    command = [sys.executable, "-m", "kitpy", "serve"]
     try:
         proc = subprocess.Popen(
             [*command_prefix, *command, str(site), "--host", HOST, "--port", "0", *extra_args],
