@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from kitpy.errors import HTTPError as HTTPError
 from kitpy.errors import KitpyError as KitpyError
+from kitpy.errors import StorageError as StorageError
 from kitpy.http.headers import Headers as Headers
 from kitpy.http.request import Request as Request
 from kitpy.http.response import Response as Response
@@ -28,6 +29,7 @@ __all__ = (
     "KitpyError",
     "Request",
     "Response",
+    "StorageError",
     "WebSocket",
     "WebSocketClosed",
     "WebSocketPair",

@@ -220,7 +220,7 @@ class WebSocket:
     def serialize_attachment(self, value: Any) -> None:
         """Keep a JSON-compatible value with this socket (a copy is stored)."""
         try:
-            self._attachment = _json.dumps(value)
+            self._attachment = _json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"attachment must be JSON-compatible: {exc}") from None
 

@@ -80,5 +80,7 @@ async def test_on_close_fires_at_once_and_attachments_round_trip() -> None:
     assert server.deserialize_attachment() == {"name": "ann"}
     with pytest.raises(TypeError):
         server.serialize_attachment(object())
+    with pytest.raises(TypeError, match="JSON"):
+        server.serialize_attachment({"x": float("nan")})
     client.close_now(1006)
     assert server.closed and seen == [None]
