@@ -12,13 +12,22 @@ known), and for a streamed body :meth:`~HTTP11Connection.encode_body` and
 :meth:`~HTTP11Connection.start_next_cycle` readies it for the next (possibly
 already pipelined) request.
 
-h11 does the parsing, the part that must be exact (RFC 9112 framing, header
-validation, chunked decoding, request smuggling defences). Responses are encoded
-here instead: building a status line and header block is simple string work, and
-h11's validating send path costs more than the rest of a hello-world request. To
-keep h11's receive side consistent without ever telling it about responses, each
-request cycle gets a fresh ``h11.Connection`` fed with the bytes the previous one
-had buffered but not parsed (pipelined requests).
+h11 does the parsing that must be exact (RFC 9112 framing, header validation,
+chunked decoding, request smuggling defences) for every request that is not plain.
+Responses are encoded here instead: building a status line and header block is
+simple string work, and h11's validating send path costs more than the rest of a
+hello-world request.
+
+The common request is parsed here too, by :func:`_parse_head`: a whole head in the
+buffer, HTTP/1.0 or 1.1, one Host, at most one Content-Length of digits, no
+Transfer-Encoding and no Upgrade, every line matching the RFC 9112 grammar with
+CRLF line ends. It accepts a strict subset of what h11 accepts and produces the
+same result for it; anything else -- a head split across reads, a chunked body, a
+WebSocket handshake, any odd byte -- is handed, untouched, to a fresh
+``h11.Connection`` for that request cycle. So the fast path can only ever be
+stricter than h11 in deciding *whether* to take a request, never different in
+what it makes of one. A cycle parsed by h11 passes the bytes it buffered but did
+not parse (pipelined requests) to the next cycle, which tries the fast path again.
 
 Two house rules:
 
@@ -163,6 +172,8 @@ class HTTP11Connection:
 
     __slots__ = (
         "_body_bytes",
+        "_body_left",
+        "_buf",
         "_clock",
         "_continue_sent",
         "_cycle_start",
@@ -185,7 +196,9 @@ class HTTP11Connection:
         self._limits = limits
         self._clock = clock
         self._wall_clock = wall_clock
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        # None while the fast path parses this cycle (see the module docstring).
+        self._h11: h11.Connection | None = None
+        self._buf = b""
         self._eof = False
         self._reset()
 
@@ -197,6 +210,7 @@ class HTTP11Connection:
         self._continue_sent = False
         self._framing = Framing.DONE
         self._remaining = 0
+        self._body_left = 0
         #: The head of the request being answered, once it has arrived.
         self.head: RequestHead | None = None
         #: True once the whole request body has been received.
@@ -210,12 +224,33 @@ class HTTP11Connection:
         """Feed bytes from the peer; ``b""`` means it closed its side."""
         if self._eof:
             return
+        conn = self._h11
+        if conn is None:
+            if not data:
+                self._eof = True
+            else:
+                if self.head is None:
+                    self._fed += len(data)
+                self._buf = self._buf + data if self._buf else data
+            return
         if not data:
             self._eof = True
         elif self.head is None:
             self._fed += len(data)
             self._raw = self._raw + data if self._raw else data
-        self._h11.receive_data(data)
+        conn.receive_data(data)
+
+    def _use_h11(self) -> h11.Connection:
+        """Hand this cycle, and every byte buffered for it, to a fresh h11 connection."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes)
+        data, self._buf = self._buf, b""
+        if data:
+            self._raw = data
+            conn.receive_data(data)
+        if self._eof:
+            conn.receive_data(b"")
+        self._h11 = conn
+        return conn
 
     def next_event(self) -> RequestHead | BodyData | BodyEnd | ConnectionClosed | NeedData:
         """The next thing the client did, or ``NEED_DATA``.
@@ -226,8 +261,22 @@ class HTTP11Connection:
         """
         if self.body_done:
             raise RuntimeError("the request is complete: call start_next_cycle() first")
+        conn = self._h11
+        if conn is None:
+            if self.head is not None:
+                return self._fast_body()
+            buf = self._buf
+            if not buf:
+                return _CONNECTION_CLOSED if self._eof else NEED_DATA
+            end = buf.find(b"\r\n\r\n")
+            if end != -1:
+                parsed = _parse_head(buf, end)
+                if parsed is not None:
+                    self._buf = buf[end + 4 :]
+                    return self._fast_head(buf[: end + 4], *parsed)
+            conn = self._use_h11()
         try:
-            event = self._h11.next_event()
+            event = conn.next_event()
         except h11.RemoteProtocolError as exc:
             status = 431 if exc.error_status_hint == 431 else 400
             raise ProtocolError(_describe(exc, status), status=status) from None
@@ -251,10 +300,58 @@ class HTTP11Connection:
             return _CONNECTION_CLOSED
         raise RuntimeError(f"unexpected h11 event {event!r}")  # pragma: no cover
 
+    def _fast_head(
+        self,
+        raw: bytes,
+        method: bytes,
+        target: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> RequestHead:
+        """The head :func:`_parse_head` took; the body, if any, is counted here."""
+        limits = self._limits
+        if len(raw) > limits.max_header_bytes:
+            raise ProtocolError(
+                f"request head larger than {limits.max_header_bytes} bytes", status=431
+            )
+        head = self._make_head(method, target, version, headers)
+        length = head.content_length
+        if length:
+            self._body_left = length
+        else:
+            self.body_done = True
+        return head
+
+    def _fast_body(self) -> BodyData | BodyEnd | NeedData:
+        left = self._body_left
+        buf = self._buf
+        if not left:
+            self.body_done = True
+            return _BODY_END
+        if buf:
+            if len(buf) <= left:
+                data, self._buf = buf, b""
+            else:
+                data, self._buf = buf[:left], buf[left:]
+            self._body_left = left - len(data)
+            self._body_bytes += len(data)
+            return BodyData(data)
+        if self._eof:
+            # What h11 says of the same situation.
+            raise ProtocolError(
+                "malformed request: peer closed connection without sending complete "
+                f"message body: received {self._body_bytes} bytes, expected "
+                f"{self._body_bytes + left}",
+                status=400,
+            )
+        return NEED_DATA
+
     def _on_request(self, event: h11.Request) -> RequestHead:
         limits = self._limits
+        conn = self._h11
+        assert conn is not None
         raw, self._raw = self._raw, b""
-        trailing = self._h11.trailing_data[0]
+        trailing = conn.trailing_data[0]
         if trailing:
             raw = raw[: self._fed - len(trailing)]
         if len(raw) > limits.max_header_bytes:
@@ -264,6 +361,27 @@ class HTTP11Connection:
                 f"request head larger than {limits.max_header_bytes} bytes", status=431
             )
         _check_raw_head(raw)
+        head = self._make_head(
+            event.method, event.target, event.http_version.decode("ascii"), event.headers
+        )
+        length = head.content_length
+        if length == 0 or (length is None and not head.chunked):
+            # No body: h11 has the EndOfMessage ready; consume it now so the server
+            # need not ask (one less call per bodiless request).
+            end = conn.next_event()
+            if type(end) is h11.EndOfMessage:
+                self.body_done = True
+        return head
+
+    def _make_head(
+        self,
+        method: bytes,
+        target: bytes,
+        version: str,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+    ) -> RequestHead:
+        """Build the :class:`RequestHead` and apply the framing and size rules."""
+        limits = self._limits
         headers: list[tuple[bytes, bytes]] = []
         host = b""
         content_length: int | None = None
@@ -271,7 +389,7 @@ class HTTP11Connection:
         connection = b""
         expect = False
         upgrade: bytes | None = None
-        for name, value in event.headers:
+        for name, value in raw_headers:
             headers.append((name, value))
             if name == b"host":
                 host = value
@@ -286,11 +404,10 @@ class HTTP11Connection:
             elif name == b"upgrade":
                 upgrade = value
         tokens = {token.strip() for token in connection.split(b",")} if connection else set()
-        version = event.http_version.decode("ascii")
         self.keep_alive = version == "1.1" and b"close" not in tokens
         head = RequestHead(
-            method=event.method.decode("ascii"),
-            target=event.target.decode("latin-1"),
+            method=method.decode("ascii"),
+            target=target.decode("latin-1"),
             headers=headers,
             http_version=version,
             host=host.decode("latin-1"),
@@ -315,12 +432,6 @@ class HTTP11Connection:
                 f"{limits.max_body_bytes} bytes",
                 status=413,
             )
-        if content_length == 0 or (content_length is None and not chunked):
-            # No body: h11 has the EndOfMessage ready; consume it now so the server
-            # need not ask (one less call per bodiless request).
-            end = self._h11.next_event()
-            if type(end) is h11.EndOfMessage:
-                self.body_done = True
         return head
 
     @property
@@ -360,7 +471,8 @@ class HTTP11Connection:
     @property
     def trailing_data(self) -> bytes:
         """Bytes received after the current request (the start of a WebSocket stream)."""
-        return self._h11.trailing_data[0]
+        conn = self._h11
+        return self._buf if conn is None else conn.trailing_data[0]
 
     def start_next_cycle(self) -> None:
         """Get ready for the next request on a kept-alive connection.
@@ -369,17 +481,12 @@ class HTTP11Connection:
         """
         if not (self.body_done and self.keep_alive):
             raise RuntimeError("start_next_cycle() needs a complete, kept-alive exchange")
-        data, closed = self._h11.trailing_data
-        self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes
-        )
+        conn = self._h11
+        data = self._buf if conn is None else conn.trailing_data[0]
+        self._h11 = None
         self._reset()
-        if data:
-            self._fed = len(data)
-            self._raw = data
-            self._h11.receive_data(data)
-        if closed:
-            self._h11.receive_data(b"")
+        self._buf = data
+        self._fed = len(data)
 
     # -- responding ----------------------------------------------------------------------
 
@@ -514,6 +621,54 @@ class HTTP11Connection:
 
 
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:([^\n]*)", re.IGNORECASE)
+
+# RFC 9112 sections 3 and 5, as h11 reads them (a token method, a target of visible
+# ASCII, OWS around a field value of visible or obs-text bytes) but narrower:
+# HTTP/1.0 and 1.1 only.
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])")
+_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*")
+_DIGITS = re.compile(rb"[0-9]{1,20}")  # h11 takes up to 20 digits
+#: Headers whose presence sends a request to h11 (framing, upgrades, repeats).
+_SLOW_HEADERS = frozenset({b"transfer-encoding", b"upgrade"})
+_VERSIONS = {b"0": "1.0", b"1": "1.1"}
+
+
+def _parse_head(buf: bytes, end: int) -> tuple[bytes, bytes, str, list[tuple[bytes, bytes]]] | None:
+    """Parse the plain request head ``buf[: end + 4]``; None: let h11 decide.
+
+    Returns the method, target, HTTP version and (lower-case name, value) pairs, as
+    h11 would give them. None for anything outside the plain subset described in the
+    module docstring, valid or not.
+    """
+    lines = buf[:end].split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        return None
+    method, target, minor = match.groups()
+    headers: list[tuple[bytes, bytes]] = []
+    hosts = 0
+    lengths = 0
+    header_line = _HEADER_LINE.fullmatch
+    for line in lines[1:]:
+        found = header_line(line)
+        if found is None:
+            return None
+        name = found[1].lower()
+        value = found[2]
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            lengths += 1
+            if _DIGITS.fullmatch(value) is None:
+                return None
+        elif name in _SLOW_HEADERS:
+            return None
+        headers.append((name, value))
+    # RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in 1.0.
+    if hosts > 1 or lengths > 1 or (hosts == 0 and minor == b"1"):
+        return None
+    return method, target, _VERSIONS[minor], headers
 
 
 def _check_raw_head(raw: bytes) -> None:
