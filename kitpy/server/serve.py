@@ -27,6 +27,7 @@ from kitpy.protocol.limits import DEFAULT_LIMITS, Limits
 from kitpy.server.accesslog import print_to_stderr
 from kitpy.server.connection import handle_connection
 from kitpy.server.shutdown import ConnectionTracker, watch_signals
+from kitpy.server.stream import accept_fast, running_asyncio
 from kitpy.types import App
 
 __all__ = ("run", "serve")
@@ -149,10 +150,12 @@ class _Server:
         connections: anyio.abc.TaskGroup,
     ) -> None:
         slots = self._slots
+        # On asyncio, connections get kitpy's FastStream (see kitpy.server.stream).
+        fast = running_asyncio()
         while True:
             await slots.acquire()
             try:
-                stream = await listener.accept()
+                stream = await (accept_fast(listener) if fast else listener.accept())
             except anyio.ClosedResourceError:
                 slots.release()
                 return

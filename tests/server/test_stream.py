@@ -1,0 +1,92 @@
+"""kitpy.server.stream.FastStream: the asyncio socket stream behaves as anyio's does."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import anyio.abc
+import pytest
+
+from kitpy.server.stream import YIELD_EVERY, FastStream, accept_fast
+
+
+async def connected_pair() -> tuple[FastStream, socket.socket, anyio.abc.SocketListener]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    [inner] = listener.listeners
+    assert isinstance(inner, anyio.abc.SocketListener)
+    port = inner.extra(anyio.abc.SocketAttribute.local_port)
+    client = socket.create_connection(("127.0.0.1", port))
+    client.setblocking(False)
+    stream = await accept_fast(inner)
+    return stream, client, inner
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_receive_send_eof_and_close(anyio_backend: str) -> None:
+    stream, client, listener = await connected_pair()
+    try:
+        assert stream.extra(anyio.abc.SocketAttribute.remote_address) == client.getsockname()
+        client.send(b"hello")
+        assert await stream.receive(3) == b"hel"
+        assert await stream.receive() == b"lo"
+        await stream.send(b"world")
+        await anyio.wait_readable(client)
+        assert client.recv(100) == b"world"
+        client.shutdown(socket.SHUT_WR)
+        with pytest.raises(anyio.EndOfStream):
+            await stream.receive()
+        await stream.send_eof()
+        await anyio.wait_readable(client)
+        assert client.recv(100) == b""
+        await stream.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.send(b"x")
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.receive()
+    finally:
+        client.close()
+        await listener.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_send_waits_for_a_slow_reader_and_cancels(anyio_backend: str) -> None:
+    stream, client, listener = await connected_pair()
+    try:
+        chunk = b"x" * 65536
+        with anyio.move_on_after(0.5) as scope:
+            while True:  # the client never reads: the kernel buffers fill, send waits
+                await stream.send(chunk)
+        assert scope.cancelled_caught
+    finally:
+        client.close()
+        await stream.aclose()
+        await listener.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_busy_sender_yields_to_other_tasks(anyio_backend: str) -> None:
+    stream, client, listener = await connected_pair()
+    ticks = 0
+
+    async def other() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            await anyio.sleep(0)
+            for _ in range(YIELD_EVERY * 4):
+                await stream.send(b"x")
+            tg.cancel_scope.cancel()
+        assert ticks >= 4
+    finally:
+        client.close()
+        await stream.aclose()
+        await listener.aclose()
