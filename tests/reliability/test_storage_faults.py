@@ -227,7 +227,7 @@ def test_read_only_store_is_a_clear_error(make_site: MakeSite, serve_dir: ServeD
             assert any(
                 hint in lowered for hint in ("read-only", "permission", "may write", "writable")
             ), startup_error
-            record_figure("read_only_store", "refused to start: " + startup_error[-200:])
+            record_figure("read_only_store", "refused to start: " + startup_error.strip()[-200:])
             return
         response = get(server.port, "/w/a/put?key=after&v=2", timeout=15)
         record_figure("read_only_store", f"write answered {response.status}")
