@@ -130,20 +130,25 @@ async def _call(
     handler: Callable[..., Any], event: RequestEvent, where: str, time_limit: float | None
 ) -> Any:
     try:
+        if time_limit is None:
+            # No handler_timeout (the default): no cancel scope to enter and leave.
+            return await _run(handler, event, abandon=False)
         with anyio.fail_after(time_limit):
-            if inspect.iscoroutinefunction(handler):
-                result = await handler(event)
-            else:
-                # abandon_on_cancel: with a timeout, stop waiting for a stuck thread.
-                result = await anyio.to_thread.run_sync(
-                    handler, event, abandon_on_cancel=time_limit is not None
-                )
-            if inspect.isawaitable(result):
-                result = await result
-            return result
+            return await _run(handler, event, abandon=True)
     except TimeoutError:
         logger.error("%s did not return within handler_timeout (%ss)", where, time_limit)
         raise HTTPError(503, "The handler took too long to answer.") from None
+
+
+async def _run(handler: Callable[..., Any], event: RequestEvent, *, abandon: bool) -> Any:
+    if inspect.iscoroutinefunction(handler):
+        result = await handler(event)
+    else:
+        # abandon_on_cancel: with a timeout, stop waiting for a stuck thread.
+        result = await anyio.to_thread.run_sync(handler, event, abandon_on_cancel=abandon)
+    if type(result) is not dict and inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 async def _strip_body(response: Response) -> None:

@@ -13,6 +13,7 @@ from kitpy.http.response import JSON_TYPE, Response
 __all__ = ("ResultError", "to_response")
 
 _DICT_KEYS = frozenset({"status", "headers", "body"})
+_JSON_ENCODER = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class ResultError(KitpyError):
@@ -91,8 +92,9 @@ def _from_dict(result: dict[Any, Any], where: str) -> Response:
     status = result.get("status", 200)
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise ResultError(where, f'"status" must be an int from 100 to 599, got {status!r}')
+    raw_headers = result.get("headers")
     try:
-        headers = _headers(result.get("headers"))
+        headers = None if raw_headers is None else _headers(raw_headers)
     except (TypeError, ValueError) as exc:
         raise ResultError(where, f'bad "headers": {exc}') from None
     body = result.get("body")
@@ -100,13 +102,14 @@ def _from_dict(result: dict[Any, Any], where: str) -> Response:
         return Response(body, status, headers)
     if isinstance(body, dict | list):
         try:
-            data = _json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            data = _JSON_ENCODER.encode(body)
         except (TypeError, ValueError) as exc:
             raise ResultError(where, f'"body" is not JSON-serializable: {exc}') from None
-        response = Response(data.encode(), status, headers)
+        if headers is None:
+            headers = Headers()
         if "content-type" not in headers:
-            response.headers["content-type"] = JSON_TYPE
-        return response
+            headers.add("content-type", JSON_TYPE)
+        return Response(data.encode(), status, headers)
     raise ResultError(
         where,
         f'"body" must be str, bytes, dict, list or None, got {_describe(body)} '
