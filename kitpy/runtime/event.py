@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -132,7 +133,12 @@ def client_and_url(
         for part in value.split(",")
         if part.strip()
     ]
-    for address in reversed(forwarded):
+    for entry in reversed(forwarded):
+        address = _ip_of(entry)
+        if address is None:
+            # Not an address ("unknown", "<script>", a typo): believe nothing further
+            # left, as nginx's realip module does; the last good hop stays the client.
+            break
         client = (address, 0)
         if not server.is_trusted_proxy(address):
             break
@@ -143,3 +149,16 @@ def client_and_url(
         host = request.headers.get("host", url.netloc)
         request = request.clone_with_url(URL.from_target(proto, host, target))
     return client, request
+
+
+def _ip_of(entry: str) -> str | None:
+    """The IP address in an X-Forwarded-For entry (``1.2.3.4``, ``1.2.3.4:80``,
+    ``[::1]:80``, ``::1``), or None when it is not one."""
+    if entry.startswith("["):
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:
+        entry = entry.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return None

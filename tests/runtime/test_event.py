@@ -163,6 +163,22 @@ async def get(event):
             "http",
             id="peer-not-in-list",
         ),
+        pytest.param(
+            '["10.0.0.1"]',
+            "10.0.0.1",
+            {"x-forwarded-for": "1.2.3.4:5678"},
+            ["1.2.3.4", 0],
+            "http",
+            id="address-with-port",
+        ),
+        pytest.param(
+            '["10.0.0.0/8"]',
+            "10.0.0.1",
+            {"x-forwarded-for": "1.2.3.4, unknown, 10.0.0.2"},
+            ["10.0.0.2", 0],
+            "http",
+            id="garbage-entry-stops-the-walk",
+        ),
     ],
 )
 def test_trusted_proxies(
