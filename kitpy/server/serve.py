@@ -66,6 +66,15 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return found
 
 
+#: Connections accepted at once when several wait (asyncio).
+ACCEPT_BATCH = 64
+
+
+def _release(slots: anyio.Semaphore, count: int) -> None:
+    for _ in range(count):
+        slots.release()
+
+
 class _Server:
     """One listening server; stop it with :meth:`request_stop` (graceful) or :meth:`force_stop`."""
 
@@ -150,24 +159,34 @@ class _Server:
         connections: anyio.abc.TaskGroup,
     ) -> None:
         slots = self._slots
-        # On asyncio, connections get kitpy's FastStream (see kitpy.server.stream).
+        # On asyncio, connections get kitpy's FastStream (see kitpy.server.stream),
+        # accepted in batches.
         fast = running_asyncio()
         while True:
             await slots.acquire()
+            taken = 1
+            while fast and taken < ACCEPT_BATCH and slots.value > 0:
+                slots.acquire_nowait()
+                taken += 1
             try:
-                stream = await (accept_fast(listener) if fast else listener.accept())
+                if fast:
+                    streams: list[anyio.abc.SocketStream] = list(await accept_fast(listener, taken))
+                else:
+                    streams = [await listener.accept()]
             except anyio.ClosedResourceError:
-                slots.release()
+                _release(slots, taken)
                 return
             except OSError as exc:  # EMFILE and friends: wait, do not spin
-                slots.release()
+                _release(slots, taken)
                 logger.error("accept() failed: %s", exc)
                 await anyio.sleep(0.1)
                 continue
             except BaseException:
-                slots.release()
+                _release(slots, taken)
                 raise
-            connections.start_soon(self._connection, stream)
+            _release(slots, taken - len(streams))
+            for stream in streams:
+                connections.start_soon(self._connection, stream)
 
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         try:

@@ -18,7 +18,7 @@ async def connected_pair() -> tuple[FastStream, socket.socket, anyio.abc.SocketL
     port = inner.extra(anyio.abc.SocketAttribute.local_port)
     client = socket.create_connection(("127.0.0.1", port))
     client.setblocking(False)
-    stream = await accept_fast(inner)
+    [stream] = await accept_fast(inner)
     return stream, client, inner
 
 
@@ -89,4 +89,27 @@ async def test_busy_sender_yields_to_other_tasks(anyio_backend: str) -> None:
     finally:
         client.close()
         await stream.aclose()
+        await listener.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_accepts_waiting_connections_in_one_batch(anyio_backend: str) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    [inner] = listener.listeners
+    assert isinstance(inner, anyio.abc.SocketListener)
+    port = inner.extra(anyio.abc.SocketAttribute.local_port)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    streams: list[FastStream] = []
+    try:
+        await anyio.sleep(0.05)
+        streams = await accept_fast(inner, 3)
+        assert len(streams) == 3
+        streams += await accept_fast(inner, 10)
+        assert len(streams) == 5
+    finally:
+        for client in clients:
+            client.close()
+        for stream in streams:
+            await stream.aclose()
         await listener.aclose()
