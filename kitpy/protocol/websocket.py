@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import struct
 from collections.abc import Generator, Iterable, Sequence
 from enum import Enum, auto
 
@@ -263,6 +264,26 @@ def accept_upgrade(
     return data, connection, subprotocol
 
 
+def _frame(message: str | bytes) -> bytes:
+    """One unfragmented, unmasked data frame (FIN set) carrying ``message``."""
+    if isinstance(message, str):
+        payload, first = message.encode("utf-8"), 0x81  # FIN + text
+    else:
+        payload, first = bytes(message), 0x82  # FIN + binary
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return _HEADER_16.pack(first, 126, size) + payload
+    return _HEADER_64.pack(first, 127, size) + payload
+
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
+#: The last message framed without extensions and its frame (see ``send``).
+_last_framed: tuple[object, bytes] = (None, b"")
+
+
 class WebSocketState(Enum):
     """Where the close handshake stands."""
 
@@ -426,6 +447,17 @@ class WebSocketConnection:
         """Frame a message (text for ``str``); ``b""`` once closing."""
         if self._ws.state is not ConnectionState.OPEN:
             return b""
+        if not self._slice:
+            # No extension: a server frame is a pure function of the message (RFC 6455
+            # section 5.2, unmasked), so the same message object sent to many sockets
+            # -- a broadcast -- is framed once.
+            global _last_framed
+            last = _last_framed
+            if last[0] is message:
+                return last[1]
+            frame = _frame(message)
+            _last_framed = (message, frame)
+            return frame
         if isinstance(message, str):
             return self._ws.send(TextMessage(data=message))
         return self._ws.send(BytesMessage(data=message))
