@@ -34,7 +34,10 @@ Two house rules:
 * Every decision about a misbehaving client is made here and carried by a
   :class:`ProtocolError` with the status to answer: 400 malformed, 413 body over
   ``max_body_bytes`` (a Content-Length above the limit fails at the head, before
-  any body byte is read), 431 head over ``max_header_bytes``.
+  any body byte is read; so does a chunk-size line declaring more, as soon as its
+  digits arrive, see :class:`_ChunkWatch`), 431 head over ``max_header_bytes``.
+  The message is a fixed text (``Bad Request: invalid header``): it becomes the
+  response body, so it never quotes the client's bytes or h11's wording.
 * Time comes from the ``clock`` passed in. :meth:`~HTTP11Connection.deadline` is the
   instant at which the server must give up on the current head: the keep-alive
   timeout while no byte of a next request has come, the header timeout (counted
@@ -174,6 +177,7 @@ class HTTP11Connection:
         "_body_bytes",
         "_body_left",
         "_buf",
+        "_chunks",
         "_clock",
         "_continue_sent",
         "_cycle_start",
@@ -211,6 +215,7 @@ class HTTP11Connection:
         self._framing = Framing.DONE
         self._remaining = 0
         self._body_left = 0
+        self._chunks: _ChunkWatch | None = None
         #: The head of the request being answered, once it has arrived.
         self.head: RequestHead | None = None
         #: True once the whole request body has been received.
@@ -238,6 +243,8 @@ class HTTP11Connection:
         elif self.head is None:
             self._fed += len(data)
             self._raw = self._raw + data if self._raw else data
+        elif self._chunks is not None:
+            self._chunks.feed(data)
         conn.receive_data(data)
 
     def _use_h11(self) -> h11.Connection:
@@ -275,11 +282,12 @@ class HTTP11Connection:
                     self._buf = buf[end + 4 :]
                     return self._fast_head(buf[: end + 4], *parsed)
             conn = self._use_h11()
+        elif self._chunks is not None:
+            self._check_chunks(self._chunks)
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            status = 431 if exc.error_status_hint == 431 else 400
-            raise ProtocolError(_describe(exc, status), status=status) from None
+            raise self._h11_error(exc) from None
         kind = type(event)
         if kind is h11.Data:
             data = bytes(event.data)  # type: ignore[union-attr]
@@ -337,14 +345,37 @@ class HTTP11Connection:
             self._body_bytes += len(data)
             return BodyData(data)
         if self._eof:
-            # What h11 says of the same situation.
-            raise ProtocolError(
-                "malformed request: peer closed connection without sending complete "
-                f"message body: received {self._body_bytes} bytes, expected "
-                f"{self._body_bytes + left}",
-                status=400,
-            )
+            # What h11 decides in the same situation.
+            raise ProtocolError(_INCOMPLETE_BODY, status=400)
         return NEED_DATA
+
+    def _h11_error(self, exc: h11.RemoteProtocolError) -> ProtocolError:
+        """The answer to what h11 refused: 431 for a head too large, 400 otherwise.
+
+        h11's message quotes the client's bytes (``illegal header line: b'...'``), so
+        it is only used to pick one of a few fixed texts.
+        """
+        text = str(exc).lower()
+        head = self.head
+        if head is None:
+            if exc.error_status_hint == 431:
+                return ProtocolError("request head too large", status=431)
+            for words, message in _HEAD_PROBLEMS:
+                if any(word in text for word in words):
+                    return ProtocolError(message, status=400)
+            return ProtocolError("Bad Request: malformed request", status=400)
+        if "peer closed" in text:
+            return ProtocolError(_INCOMPLETE_BODY, status=400)
+        if head.chunked:
+            return ProtocolError(_BAD_CHUNKS, status=400)
+        return ProtocolError("Bad Request: malformed request body", status=400)
+
+    def _check_chunks(self, chunks: _ChunkWatch) -> None:
+        if chunks.malformed:
+            raise ProtocolError(_BAD_CHUNKS, status=400)
+        limit = self._limits.max_body_bytes
+        if chunks.declared > limit:
+            raise ProtocolError(f"request body larger than {limit} bytes", status=413)
 
     def _on_request(self, event: h11.Request) -> RequestHead:
         limits = self._limits
@@ -364,6 +395,12 @@ class HTTP11Connection:
         head = self._make_head(
             event.method, event.target, event.http_version.decode("ascii"), event.headers
         )
+        if head.chunked:
+            # Chunk-size lines that came with the head are judged, as later ones are,
+            # when the body is read: the same answer however the bytes were split.
+            self._chunks = _ChunkWatch()
+            if trailing:
+                self._chunks.feed(trailing)
         length = head.content_length
         if length == 0 or (length is None and not head.chunked):
             # No body: h11 has the EndOfMessage ready; consume it now so the server
@@ -424,7 +461,7 @@ class HTTP11Connection:
             # RFC 9112 section 6.3: both framings at once "ought to be handled as an
             # error" -- the classic request smuggling vector.
             raise ProtocolError(
-                "malformed request: both Content-Length and Transfer-Encoding", status=400
+                "Bad Request: both Content-Length and Transfer-Encoding", status=400
             )
         if content_length is not None and content_length > limits.max_body_bytes:
             raise ProtocolError(
@@ -680,16 +717,95 @@ def _check_raw_head(raw: bytes) -> None:
     (obs-fold: "MUST either reject ... or replace"), section 6.3 (several lengths).
     """
     if raw.count(b"\n") != raw.count(b"\r\n"):
-        raise ProtocolError("malformed request: a line ends in a bare LF", status=400)
+        raise ProtocolError("Bad Request: a line ends in a bare LF", status=400)
     if b"\n " in raw or b"\n\t" in raw:
-        raise ProtocolError("malformed request: obsolete line folding", status=400)
+        raise ProtocolError("Bad Request: obsolete line folding", status=400)
     lengths = _CONTENT_LENGTH.findall(raw)
     if len(lengths) > 1 or (lengths and b"," in lengths[0]):
-        raise ProtocolError("malformed request: more than one Content-Length", status=400)
+        raise ProtocolError("Bad Request: more than one Content-Length", status=400)
 
 
-def _describe(exc: h11.RemoteProtocolError, status: int) -> str:
-    if status == 431:
-        return "request head too large"
-    text = str(exc) or "malformed request"
-    return f"malformed request: {text}"
+_INCOMPLETE_BODY = "Bad Request: the client closed before sending the whole body"
+_BAD_CHUNKS = "Bad Request: malformed chunked body"
+#: Fixed answers to h11's complaints about a head, by words in its (lower-cased) message.
+_HEAD_PROBLEMS = (
+    (("request line", "method", "target", "http version"), "Bad Request: malformed request line"),
+    (("host",), "Bad Request: missing or repeated Host header"),
+    (("content-length", "transfer-encoding"), "Bad Request: invalid message framing"),
+    (("header", "continuation"), "Bad Request: invalid header"),
+)
+#: h11 takes at most 20 hex digits of chunk size (h11/_abnf.py, chunk_size).
+_MAX_CHUNK_DIGITS = 20
+_HEX = {c: int(chr(c), 16) for c in b"0123456789abcdefABCDEF"}
+
+
+class _ChunkWatch:
+    """Reads the chunk-size lines of a chunked body alongside h11.
+
+    h11 parses the chunked coding and stays the judge of its validity, but it does not
+    say what size a chunk line declared: it hands out the data as it comes. This
+    follows the same bytes just far enough to add up the declared sizes, so a chunk
+    declaring more than ``max_body_bytes`` is refused (413) when its size line is read,
+    as a Content-Length above the limit is, instead of after the client has sent (or
+    trickled) that much. A size line with more hex digits than h11 takes is malformed
+    at once, too. It stops at the last chunk; trailers and what follows are h11's.
+    """
+
+    __slots__ = ("_before", "_digits", "_left", "_size", "_state", "declared", "malformed")
+
+    _SIZE, _LINE, _DATA, _CRLF, _DONE = range(5)
+
+    def __init__(self) -> None:
+        #: Body bytes announced so far, the chunk being declared included.
+        self.declared = 0
+        self.malformed = False
+        self._state = self._SIZE
+        self._before = 0  # the sizes of the chunks before this one
+        self._size = 0
+        self._digits = 0
+        self._left = 0
+
+    def feed(self, data: bytes) -> None:
+        pos = 0
+        end = len(data)
+        while pos < end:
+            state = self._state
+            if state == self._DATA:
+                step = min(self._left, end - pos)
+                self._left -= step
+                pos += step
+                if not self._left:
+                    self._state = self._CRLF
+                    self._left = 2
+            elif state == self._SIZE:
+                value = _HEX.get(data[pos])
+                if value is None:
+                    self._state = self._LINE
+                    continue
+                pos += 1
+                self._digits += 1
+                self._size = self._size * 16 + value
+                self.declared = self._before + self._size
+                if self._digits > _MAX_CHUNK_DIGITS:
+                    self.malformed = True
+                    self._state = self._DONE
+            elif state == self._LINE:
+                newline = data.find(b"\n", pos)
+                if newline == -1:
+                    return
+                pos = newline + 1
+                if self._size:
+                    self._state = self._DATA
+                    self._left = self._size
+                else:
+                    self._state = self._DONE  # the last chunk (or a bad line: h11 says)
+            elif state == self._CRLF:
+                step = min(self._left, end - pos)
+                self._left -= step
+                pos += step
+                if not self._left:
+                    self._state = self._SIZE
+                    self._before = self.declared
+                    self._size = self._digits = 0
+            else:
+                return

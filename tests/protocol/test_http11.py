@@ -221,32 +221,77 @@ def test_header_block_just_under_the_limit_passes() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "message"),
     [
-        pytest.param(b"GARBAGE\r\n\r\n", id="no-version"),
-        pytest.param(b"GET / HTTP/1.1\r\n\r\n", id="no-host"),
-        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", id="space-in-name"),
+        pytest.param(b"GARBAGE\r\n\r\n", "malformed request line", id="no-version"),
+        pytest.param(b"GET / HTTP/1.1\r\n\r\n", "missing or repeated Host header", id="no-host"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
+            "invalid header",
+            id="space-in-name",
+        ),
         pytest.param(
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "invalid message framing",
             id="two-lengths",
         ),
         pytest.param(
-            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", id="bad-coding"
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "invalid message framing",
+            id="bad-coding",
         ),
         pytest.param(
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Length: 3\r\n\r\n",
+            "both Content-Length and Transfer-Encoding",
             id="smuggling",
         ),
     ],
 )
-def test_malformed_request_is_400(raw: bytes) -> None:
+def test_malformed_request_is_400(raw: bytes, message: str) -> None:
     server = HTTP11Connection(Limits(), FakeClock())
     server.receive_data(raw)
     with pytest.raises(ProtocolError) as info:
         server.next_event()
     assert info.value.status == 400
-    assert "malformed" in str(info.value)
+    assert str(info.value) == f"Bad Request: {message}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Secret\x01: 1\r\n\r\n",
+            "Bad Request: invalid header",
+            id="header",
+        ),
+        pytest.param(
+            b"GET /secret\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+            "Bad Request: malformed request line",
+            id="request-line",
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz-secret\r\n",
+            "Bad Request: malformed chunked body",
+            id="chunk-line",
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcsecret\r\n",
+            "Bad Request: malformed chunked body",
+            id="chunk-footer",
+        ),
+    ],
+)
+def test_400_message_is_fixed_text(raw: bytes, message: str) -> None:
+    """The message becomes the response body: no h11 wording, no client bytes."""
+    server = HTTP11Connection(Limits(), FakeClock())
+    server.receive_data(raw)
+    with pytest.raises(ProtocolError) as info:
+        while not isinstance(server.next_event(), type(NEED_DATA)):
+            pass
+    assert info.value.status == 400
+    assert str(info.value) == message
+    assert "secret" not in info.value.message
 
 
 def test_bad_chunk_is_400() -> None:
@@ -256,6 +301,114 @@ def test_bad_chunk_is_400() -> None:
     with pytest.raises(ProtocolError) as info:
         server.next_event()
     assert info.value.status == 400
+
+
+CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _body_events(server: HTTP11Connection) -> list[object]:
+    events: list[object] = []
+    while not server.body_done:
+        event = server.next_event()
+        if event is NEED_DATA:
+            break
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("with_head", [True, False], ids=["with-head", "later"])
+def test_chunk_size_over_the_limit_is_413_before_its_data(with_head: bool) -> None:
+    server = HTTP11Connection(Limits(max_body_bytes=100), FakeClock())
+    line = b"ffffffffffffffffffff\r\nabc"
+    server.receive_data(CHUNKED_HEAD + (line if with_head else b""))
+    assert isinstance(server.next_event(), RequestHead)
+    if not with_head:
+        server.receive_data(line)
+    with pytest.raises(ProtocolError, match="larger than 100 bytes") as info:
+        server.next_event()
+    assert info.value.status == 413
+
+
+def test_chunk_size_is_judged_digit_by_digit() -> None:
+    """A size line trickled one byte at a time fails at the digit that passes the limit."""
+    server = HTTP11Connection(Limits(max_body_bytes=0x100), FakeClock())
+    server.receive_data(CHUNKED_HEAD)
+    assert isinstance(server.next_event(), RequestHead)
+    server.receive_data(b"10")
+    assert server.next_event() is NEED_DATA
+    server.receive_data(b"0")  # 0x100: at the limit
+    assert server.next_event() is NEED_DATA
+    server.receive_data(b"1")  # 0x1001
+    with pytest.raises(ProtocolError) as info:
+        server.next_event()
+    assert info.value.status == 413
+
+
+def test_chunk_sizes_add_up_to_the_limit() -> None:
+    server = HTTP11Connection(Limits(max_body_bytes=10), FakeClock())
+    server.receive_data(CHUNKED_HEAD + b"6;ext=1\r\nabcdef\r\n")
+    assert isinstance(server.next_event(), RequestHead)
+    assert _body_events(server) == [BodyData(b"abcdef")]
+    server.receive_data(b"5\r\n")  # 6 + 5 > 10, refused before the 5 bytes come
+    with pytest.raises(ProtocolError) as info:
+        server.next_event()
+    assert info.value.status == 413
+
+
+def test_chunk_size_with_too_many_digits_is_400_at_once() -> None:
+    server = HTTP11Connection(Limits(), FakeClock())
+    server.receive_data(CHUNKED_HEAD + b"0" * 21)  # no line end yet: h11 would wait
+    assert isinstance(server.next_event(), RequestHead)
+    with pytest.raises(ProtocolError) as info:
+        server.next_event()
+    assert info.value.status == 400
+    assert info.value.message == "Bad Request: malformed chunked body"
+
+
+@given(
+    sizes=st.lists(st.integers(1, 40), max_size=6),
+    limit=st.integers(1, 120),
+    cut=st.integers(1, 7),
+)
+def test_chunked_body_is_refused_exactly_when_its_sizes_pass_the_limit(
+    sizes: list[int], limit: int, cut: int
+) -> None:
+    server = HTTP11Connection(Limits(max_body_bytes=limit), FakeClock())
+    body = b"".join(b"%x\r\n%b\r\n" % (n, b"x" * n) for n in sizes) + b"0\r\n\r\n"
+    data = CHUNKED_HEAD + body
+    received = b""
+    try:
+        for i in range(0, len(data), cut):
+            server.receive_data(data[i : i + cut])
+            while not server.body_done:
+                event = server.next_event()
+                if event is NEED_DATA:
+                    break
+                if isinstance(event, BodyData):
+                    received += event.data
+    except ProtocolError as exc:
+        assert exc.status == 413
+        assert sum(sizes) > limit
+        assert len(received) <= limit
+    else:
+        assert sum(sizes) <= limit
+        assert received == b"x" * sum(sizes)
+
+
+def test_chunks_within_the_limit_pass_with_trailers_and_pipelining() -> None:
+    server = HTTP11Connection(Limits(max_body_bytes=10), FakeClock())
+    body = b"00005\r\nabcde\r\n5;a=b\r\nfghij\r\n0\r\nX-Trailer: ffffffff\r\n\r\n"
+    pipelined = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = CHUNKED_HEAD + body + pipelined
+    for i in range(len(data)):  # byte by byte: every split of every line
+        server.receive_data(data[i : i + 1])
+    assert isinstance(server.next_event(), RequestHead)
+    events = _body_events(server)
+    assert b"".join(e.data for e in events if isinstance(e, BodyData)) == b"abcdefghij"
+    assert events[-1] == BodyEnd()
+    server.start_next_cycle()
+    head = server.next_event()
+    assert isinstance(head, RequestHead) and head.target == "/next"
 
 
 def test_deadline_idle_then_header_timeout_from_cycle_start() -> None:
