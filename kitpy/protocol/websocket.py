@@ -21,7 +21,11 @@ An upgrade goes through three decisions, all made here:
 
 :class:`WebSocketConnection` turns bytes into whole messages and the other way.
 Fragments are joined here, and counted: a message over ``max_ws_message_bytes``
-raises :class:`ProtocolError` with close code 1009. Other violations surface the
+raises :class:`ProtocolError` with close code 1009. wsproto has no size limit of its
+own and waits for a frame's whole declared length, so :class:`_FrameWatch` reads the
+frame headers before wsproto sees them: a frame whose declared length takes its
+message over the limit is refused (1009) when its header arrives, not after the
+client has sent (or trickled) that much. Other violations surface the
 same way with wsproto's code (1002 protocol error, 1007 invalid UTF-8). The server
 sends :meth:`~WebSocketConnection.close` with that code and drops the connection.
 
@@ -284,6 +288,77 @@ _HEADER_64 = struct.Struct("!BBQ")
 _last_framed: tuple[object, bytes] = (None, b"")
 
 
+class _FrameWatch:
+    """Reads the client's frame headers ahead of wsproto, to refuse a message too large.
+
+    Follows the byte stream frame by frame (RFC 6455 section 5.2: two bytes, an
+    extended length of 2 or 8 bytes, a masking key of 4) and skips the payloads. The
+    declared lengths of a data message's frames add up; the header that takes them
+    over ``limit`` is reported. A compressed message (RSV1 on its first frame) may
+    take a little more than ``limit`` on the wire: deflate can grow incompressible
+    data by about one byte in a thousand (zlib's ``deflateBound``), and the real size
+    is checked after inflating anyway. Validity (opcodes, minimal lengths, control
+    frames of at most 125 bytes, masking) stays wsproto's judgement.
+    """
+
+    __slots__ = ("_compressed", "_header", "_limit", "_message", "_skip", "_wire_limit")
+
+    def __init__(self, limit: int, *, compressed: bool = False) -> None:
+        self._limit = limit
+        self._wire_limit = limit + (limit >> 10) + 64 if compressed else limit
+        self._header = bytearray()
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._message = 0  # declared payload bytes of the current data message
+        self._compressed = False
+
+    def scan(self, data: bytes) -> int:
+        """Follow ``data``; the offset just past the first header over the limit, or -1."""
+        header = self._header
+        pos = 0
+        end = len(data)
+        while pos < end:
+            skip = self._skip
+            if skip:
+                step = min(skip, end - pos)
+                self._skip = skip - step
+                pos += step
+                continue
+            if len(header) < 2:
+                take = min(2 - len(header), end - pos)
+                header += data[pos : pos + take]
+                pos += take
+                if len(header) < 2:
+                    return -1
+            second = header[1]
+            short = second & 0x7F
+            size = (
+                2 + (2 if short == 126 else 8 if short == 127 else 0) + (4 if second & 0x80 else 0)
+            )
+            take = min(size - len(header), end - pos)
+            if take:
+                header += data[pos : pos + take]
+                pos += take
+            if len(header) < size:
+                return -1
+            first = header[0]
+            length = (
+                short
+                if short < 126
+                else int.from_bytes(header[2:4] if short == 126 else header[2:10], "big")
+            )
+            header.clear()
+            self._skip = length
+            opcode = first & 0x0F
+            if opcode <= 2:  # a data frame: continuation (0), text (1), binary (2)
+                if opcode:
+                    self._message = 0
+                    self._compressed = bool(first & 0x40)
+                self._message += length
+                if self._message > (self._wire_limit if self._compressed else self._limit):
+                    return pos
+        return -1
+
+
 class WebSocketState(Enum):
     """Where the close handshake stands."""
 
@@ -331,6 +406,8 @@ class WebSocketConnection:
         self._out = bytearray()
         self._parts: list[str | bytes] = []
         self._size = 0
+        self._frames = _FrameWatch(limits.max_ws_message_bytes, compressed=bool(extensions))
+        self._oversize = False
         self._ping_payload: bytes | None = None
         self._ping_count = 0
         self._pong_deadline = math.inf
@@ -381,9 +458,20 @@ class WebSocketConnection:
                 else:
                     chunk = bytes(self._pending)
                     self._pending.clear()
+                cut = self._frames.scan(chunk)
+                if cut != -1:
+                    # wsproto gets the frames before the oversized one and its header
+                    # (a header it finds invalid is its 1002), none of its payload.
+                    chunk = chunk[:cut]
+                    self._pending.clear()
+                    self._oversize = True
                 self._ws.receive_data(chunk)
                 self._events = self._ws.events()
                 continue
+            if self._oversize:
+                self._parts.clear()
+                limit = self._limits.max_ws_message_bytes
+                raise ProtocolError(f"message larger than {limit} bytes", close_code=1009)
             self._pending.clear()
             if self._eof:
                 return ConnectionClosed()

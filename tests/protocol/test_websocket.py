@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 import zlib
 from dataclasses import dataclass
@@ -269,6 +270,68 @@ def test_message_over_the_limit_is_1009(fragmented: bool) -> None:
     assert info.value.close_code == 1009
     [close] = pair.to_client(pair.server.close(1009, info.value.message))
     assert isinstance(close, CloseConnection) and close.code == 1009
+
+
+def frame_header(first: int, length: int, mask: bytes = b"\0\0\0\0") -> bytes:
+    """A masked client frame header declaring ``length`` payload bytes."""
+    if length < 126:
+        return bytes([first, 0x80 | length]) + mask
+    if length < 65536:
+        return struct.pack("!BBH", first, 0xFE, length) + mask
+    return struct.pack("!BBQ", first, 0xFF, length) + mask
+
+
+@pytest.mark.parametrize("trickled", [False, True], ids=["whole", "byte-by-byte"])
+def test_declared_length_over_the_limit_is_1009_before_the_payload(trickled: bool) -> None:
+    pair = Pair(Limits(max_ws_message_bytes=100))
+    header = frame_header(0x82, 2**62)
+    pieces = [header[i : i + 1] for i in range(len(header))] if trickled else [header]
+    with pytest.raises(ProtocolError) as info:
+        for piece in pieces:
+            assert pair.to_server(piece) == []
+    assert info.value.close_code == 1009
+
+
+def test_invalid_oversized_header_keeps_wsprotos_verdict() -> None:
+    pair = Pair(Limits(max_ws_message_bytes=100))
+    with pytest.raises(ProtocolError) as info:
+        pair.to_server(struct.pack("!BBQ", 0x82, 0x7F, 2**62))  # not masked: 1002 first
+    assert info.value.close_code == 1002
+
+
+def test_declared_fragments_add_up_to_the_limit() -> None:
+    pair = Pair(Limits(max_ws_message_bytes=100))
+    first = pair.client.send(BytesMessage(data=b"x" * 60, message_finished=False))
+    assert pair.to_server(first) == []
+    with pytest.raises(ProtocolError) as info:
+        pair.to_server(frame_header(0x80, 41))  # 60 + 41: refused without its payload
+    assert info.value.close_code == 1009
+
+
+def test_messages_before_an_oversized_header_are_delivered_first() -> None:
+    pair = Pair(Limits(max_ws_message_bytes=100))
+    data = pair.client.send(BytesMessage(data=b"x" * 100)) + frame_header(0x81, 101)
+    pair.server.receive_data(data)
+    assert pair.server.next_event() == Message(b"x" * 100)
+    with pytest.raises(ProtocolError) as info:
+        pair.server.next_event()
+    assert info.value.close_code == 1009
+
+
+def test_compressed_frame_declaring_far_more_than_the_limit_is_1009() -> None:
+    pair = Pair(Limits(max_ws_message_bytes=64 * 1024), deflate=True)
+    pair.server.receive_data(frame_header(0xC2, 2**40))  # RSV1: compressed
+    with pytest.raises(ProtocolError) as info:
+        pair.server.next_event()
+    assert info.value.close_code == 1009
+
+
+def test_incompressible_message_at_the_limit_passes_compressed() -> None:
+    pair = Pair(Limits(max_ws_message_bytes=64 * 1024), deflate=True)
+    message = random.Random(1).randbytes(64 * 1024)
+    data = pair.client.send(BytesMessage(data=message))
+    assert len(data) > 64 * 1024  # deflate made it longer
+    assert pair.to_server(data) == [Message(message)]
 
 
 def test_text_size_counts_utf8_bytes() -> None:
