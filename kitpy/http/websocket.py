@@ -19,13 +19,22 @@ already queued; both ends then report ``close_code``. An end whose peer has clos
 can drop it from their lists immediately.
 
 These objects belong to one event loop; use them from async code on that loop.
+
+Two hooks let the server and durable objects skip a task wake-up per message: a
+*sink* (:meth:`WebSocket.set_sink`) is offered each message sent to this end before it
+is queued, and may take it (the server writes it straight to an idle socket); a
+*listener* (:meth:`WebSocket.set_listener`) is told whenever this end has something
+new to receive (a durable object then schedules a delivery instead of keeping a task
+waiting in ``receive()`` per socket). Neither changes what ``receive()`` returns.
 """
 
 from __future__ import annotations
 
 import json as _json
+from asyncio import Future
+from asyncio import _get_running_loop as _running_loop
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from enum import Enum, auto
 from typing import Any
 
@@ -62,16 +71,44 @@ class _Close:
         self.reason = reason
 
 
+_EMPTY: deque[str | bytes | _Close] = deque(maxlen=0)
+
+
 class WebSocket:
     """One end of a :class:`WebSocketPair`."""
 
-    max_buffered_bytes: int = MAX_BUFFERED_BYTES
+    # Slots: a server holds one pair per connected client, often idle.
+    __slots__ = (
+        "__weakref__",
+        "_attachment",
+        "_close_callbacks",
+        "_inbox",
+        "_inbox_bytes",
+        "_listener",
+        "_output_gate",
+        "_peer",
+        "_peer_closed",
+        "_server_end",
+        "_sink",
+        "_waiter",
+        "close_code",
+        "close_reason",
+        "max_buffered_bytes",
+        "protocol",
+        "state",
+    )
 
     def __init__(self) -> None:
+        self.max_buffered_bytes: int = MAX_BUFFERED_BYTES
+        self._server_end = False
         self._peer: WebSocket | None = None
-        self._inbox: deque[str | bytes | _Close] = deque()
+        # Shared empty (maxlen=0) deque until the first message: idle ends stay small.
+        self._inbox: deque[str | bytes | _Close] = _EMPTY
         self._inbox_bytes = 0
-        self._waiter: anyio.Event | None = None
+        self._waiter: Future[None] | anyio.Event | None = None
+        self._sink: Callable[[str | bytes], bool] | None = None
+        self._listener: Callable[[WebSocket], None] | None = None
+        self._output_gate: tuple[Callable[[], bool], Callable[[], Awaitable[None]]] | None = None
         self._peer_closed = False
         self._close_callbacks: list[Callable[[WebSocket], None]] = []
         self.state = WebSocketState.CONNECTING
@@ -123,9 +160,33 @@ class WebSocket:
         peer = self._peer
         if peer is not None and peer.state is not WebSocketState.CLOSED and not peer._peer_closed:
             peer._peer_closed = True
-            peer._inbox.append(_Close(code, reason))
+            peer._append(_Close(code, reason))
             peer._wake()
             peer._fire_close()
+
+    @property
+    def receiving(self) -> bool:
+        """True while a ``receive()`` waits for a message that has not arrived yet."""
+        waiter = self._waiter
+        if waiter is None:
+            return False
+        if isinstance(waiter, Future):
+            return not waiter.done()
+        return not waiter.is_set()
+
+    def set_sink(self, sink: Callable[[str | bytes], bool] | None) -> None:
+        """Offer each message sent to this end to ``sink(message)`` first.
+
+        ``sink`` returns True when it took the message (it is then not queued here)
+        and False to have it queued as usual. It is only offered a message while
+        nothing is queued, so it never overtakes one; the server sets it on the
+        client end to write to an idle socket at once.
+        """
+        self._sink = sink
+
+    def set_listener(self, listener: Callable[[WebSocket], None] | None) -> None:
+        """Call ``listener(ws)`` whenever this end gets a message or is closed."""
+        self._listener = listener
 
     def _fire_close(self) -> None:
         callbacks, self._close_callbacks = self._close_callbacks, []
@@ -136,7 +197,22 @@ class WebSocket:
 
     async def send(self, message: str | bytes) -> None:
         """Queue ``message`` for the other end; never waits for it to be read."""
+        gate = self._output_gate
+        if gate is not None and gate[0]():
+            await gate[1]()
+            if self.closed:
+                return  # it closed while we waited: it could not be delivered anyway
         self.send_nowait(message)
+
+    def set_output_gate(
+        self, pending: Callable[[], bool], flush: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Make ``send()`` await ``flush()`` first whenever ``pending()`` is true.
+
+        Durable objects use it so that a message acknowledging a write does not
+        leave before the write is durable; ``send_nowait`` is not gated.
+        """
+        self._output_gate = (pending, flush)
 
     def send_nowait(self, message: str | bytes) -> None:
         """``send`` for code that cannot await."""
@@ -151,6 +227,8 @@ class WebSocket:
             raise WebSocketClosed(self.close_code or 1006, "send() on a closed WebSocket")
         peer = self._peer
         assert peer is not None
+        if peer._sink is not None and not peer._inbox and peer._sink(message):
+            return
         size = len(message)
         if peer._inbox_bytes + size > peer.max_buffered_bytes:
             # The reader is too slow: drop its backlog rather than grow without bound.
@@ -158,9 +236,14 @@ class WebSocket:
             peer._inbox_bytes = 0
             self.close_now(1008, "send queue full: reader too slow")
             return
-        peer._inbox.append(message)
+        peer._append(message)
         peer._inbox_bytes += size
         peer._wake()
+
+    def _append(self, item: str | bytes | _Close) -> None:
+        if self._inbox is _EMPTY:
+            self._inbox = deque()
+        self._inbox.append(item)
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -171,9 +254,21 @@ class WebSocket:
         while not self._inbox:
             if self.state is WebSocketState.CLOSED:
                 raise WebSocketClosed(self.close_code or 1006, self.close_reason)
-            self._waiter = anyio.Event()
-            await self._waiter.wait()
-            self._waiter = None
+            loop = _running_loop()
+            if loop is not None:
+                # asyncio: a bare future costs a fraction of an anyio.Event.
+                future: Future[None] = loop.create_future()
+                self._waiter = future
+                try:
+                    await future
+                finally:
+                    self._waiter = None
+            else:
+                event = self._waiter = anyio.Event()
+                try:
+                    await event.wait()
+                finally:
+                    self._waiter = None
         item = self._inbox.popleft()
         if isinstance(item, _Close):
             self.state = WebSocketState.CLOSED
@@ -210,10 +305,15 @@ class WebSocket:
                 return
 
     def _wake(self) -> None:
-        if self._waiter is not None:
-            self._waiter.set()
-
-    _server_end = False
+        waiter = self._waiter
+        if waiter is not None:
+            if isinstance(waiter, Future):
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiter.set()
+        if self._listener is not None:
+            self._listener(self)
 
     # -- attachments (Cloudflare's serializeAttachment) ------------------------------------
 

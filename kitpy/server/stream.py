@@ -189,6 +189,26 @@ class FastStream(anyio.abc.SocketStream):
                 self._run = 0
                 await asyncio.sleep(0)
 
+    @property
+    def backed_up(self) -> bool:
+        """True while the kernel has not taken every byte written so far."""
+        return self._protocol.write_paused
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Hand ``data`` to the transport at once; False (nothing written) once broken.
+
+        Never waits, so it does not apply backpressure itself: callers check
+        :attr:`backed_up` first, or write only small frames (a keepalive ping).
+        """
+        protocol = self._protocol
+        if self._closed or protocol.lost or self._transport.is_closing():
+            return False
+        try:
+            self._transport.write(data)
+        except RuntimeError:
+            return False
+        return True
+
     async def send_eof(self) -> None:
         try:
             self._transport.write_eof()

@@ -21,10 +21,19 @@ sends a close frame with its code and waits (at most ``ws_ping_timeout``) for th
 client's answer; a client that vanishes (EOF, reset, no pong) closes the end with
 1006. Once the end is closed, by anyone, the session has ``ws_ping_timeout`` left
 to finish the handshake before the connection is dropped.
+
+On asyncio (:class:`~kitpy.server.stream.FastStream`) two shortcuts save a task
+wake-up per message and a task per socket: a message the application sends while
+the writer is idle, nothing is queued and the socket is not backed up is framed and
+written at once by the sending task (``end.set_sink``); and the keepalive is an
+event-loop timer, not a task: it re-arms itself at the protocol's next deadline and
+writes its (small) ping straight to the transport -- an unanswered ping still ends
+the connection after ``ws_ping_timeout``. Trio keeps the three tasks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import anyio
@@ -40,6 +49,7 @@ from kitpy.protocol.events import (
 )
 from kitpy.protocol.limits import Limits
 from kitpy.protocol.websocket import WebSocketConnection
+from kitpy.server.stream import FastStream
 
 __all__ = ("WebSocketSession",)
 
@@ -72,6 +82,8 @@ class WebSocketSession:
         self._lock = anyio.Lock(fast_acquire=True)
         self._scope = anyio.CancelScope()
         self._shutdown_code: int | None = None
+        self._fast = stream if isinstance(stream, FastStream) else None
+        self._timer: asyncio.TimerHandle | None = None
         end.max_buffered_bytes = limits.ws_max_queue_bytes
         end.protocol = subprotocol
         #: True when the connection broke (no clean close handshake).
@@ -90,13 +102,25 @@ class WebSocketSession:
         if not await self._write(handshake):
             end.close_now(1006, "connection lost")
             return
-        with self._scope:
-            end.on_close(self._on_end_closed)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._read_loop)
-                if self._limits.ws_ping_interval > 0:
-                    tg.start_soon(self._keepalive_loop)
-                await self._write_loop()
+        fast = self._fast
+        try:
+            with self._scope:
+                end.on_close(self._on_end_closed)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._read_loop)
+                    if self._limits.ws_ping_interval > 0:
+                        if fast is None:
+                            tg.start_soon(self._keepalive_loop)
+                        else:
+                            self._arm_keepalive()
+                    if fast is not None:
+                        end.set_sink(self._write_now)
+                    await self._write_loop()
+        finally:
+            end.set_sink(None)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         end.close_now(1006, "connection lost")  # no-op when the close was clean
 
     # -- plumbing ------------------------------------------------------------------------
@@ -194,6 +218,38 @@ class WebSocketSession:
                 if not await self._write(proto.close(code, closed.reason[:120])):
                     self._drop("connection lost")
                 return
+
+    def _write_now(self, message: str | bytes) -> bool:
+        """The end's sink: write ``message`` at once if nothing could be overtaken."""
+        fast = self._fast
+        assert fast is not None
+        if not self._end.receiving or self._lock.locked() or fast.backed_up:
+            return False  # the writer is busy or the client is slow: queue it
+        if not fast.write_nowait(self._proto.send(message)):
+            self._drop("connection lost")
+        return True
+
+    def _arm_keepalive(self) -> None:
+        self._timer = None
+        deadline = self._proto.keepalive_deadline()
+        if deadline != math.inf:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(deadline, self._keepalive_due)
+
+    def _keepalive_due(self) -> None:
+        proto = self._proto
+        fast = self._fast
+        assert fast is not None
+        self._timer = None
+        if proto.pong_overdue():
+            self._drop("keepalive ping timeout")
+            return
+        # A whole frame handed to the transport cannot split another one, so the
+        # ping may go even while the writer waits for the socket to drain.
+        if proto.ping_due() and not fast.write_nowait(proto.ping()):
+            self._drop("keepalive ping could not be sent")
+            return
+        self._arm_keepalive()
 
     async def _keepalive_loop(self) -> None:
         proto = self._proto
