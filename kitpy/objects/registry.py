@@ -66,6 +66,7 @@ class _Entry:
         self.state = DurableObjectState(object_id, storage, self.gate, self)
         self.tasks = 0  # readers, wait_until and block_concurrency_while tasks running
         self.scopes: set[anyio.CancelScope] = set()
+        self.reading: set[WebSocket] = set()  # sockets with a delivery task running
         self.dead = False
         self.touched = anyio.current_time()
         cls = system._classes[object_id.namespace]
@@ -106,7 +107,19 @@ class _Entry:
             raise
 
     def watch_websocket(self, ws: WebSocket) -> None:
-        self.spawn(lambda: self._read(ws))
+        # No task waits on an idle socket: the socket tells us when it has news, and
+        # a delivery task runs only until it has drained what was queued.
+        ws.set_listener(self._socket_ready)
+        self._socket_ready(ws)  # deliver what arrived before it was accepted
+
+    def _socket_ready(self, ws: WebSocket) -> None:
+        if ws not in self.reading and not self.dead:
+            self.reading.add(ws)
+            try:
+                self.spawn(lambda: self._read(ws))
+            except BaseException:
+                self.reading.discard(ws)
+                raise
 
     def alarm_changed(self, when: float | None) -> None:
         if when is None:
@@ -160,15 +173,24 @@ class _Entry:
             logger.exception("storage of %s/%s failed to sync", *self.key)
 
     async def _read(self, ws: WebSocket) -> None:
-        """Deliver ``ws``'s messages one at a time, in order, then its close."""
+        """Deliver ``ws``'s queued messages one at a time, in order, then its close.
+
+        Returns once nothing is queued; the socket's listener starts the next run.
+        """
         obj = self.instance
-        while True:
-            try:
-                message = await ws.receive()
-            except WebSocketClosed as closed:
-                code, reason = closed.code, closed.reason
-                break
-            await self._socket_event(ws, functools.partial(obj.websocket_message, ws, message))
+        try:
+            while True:
+                try:
+                    message = ws.receive_nowait()
+                except WebSocketClosed as closed:
+                    code, reason = closed.code, closed.reason
+                    break
+                if message is None:
+                    return  # `reading` is cleared below with no await in between
+                await self._socket_event(ws, functools.partial(obj.websocket_message, ws, message))
+        finally:
+            self.reading.discard(ws)
+        ws.set_listener(None)  # the close is delivered once
         await self._socket_event(ws, lambda: obj.websocket_close(ws, code, reason))
 
     async def _socket_event(self, ws: WebSocket, handler: Callable[[], Awaitable[None]]) -> None:

@@ -235,17 +235,8 @@ class DurableObjectState:
         # The output gate for messages: a message that acknowledges a write must not
         # leave before the write is durable (DESIGN.md, "Consistency"). The socket
         # object stays the same (handlers compare identities), only its send waits.
-        raw_send = ws.send
         storage = self.storage
-
-        async def send(message: str | bytes) -> None:
-            if storage.dirty:
-                await storage.flush()
-                if ws.closed:
-                    return  # it closed while we waited: it could not be delivered anyway
-            await raw_send(message)
-
-        vars(ws)["send"] = send
+        ws.set_output_gate(lambda: storage.dirty, storage.flush)
 
     # -- concurrency ----------------------------------------------------------------------
 
