@@ -620,6 +620,15 @@ class HTTP11Connection:
         data = status_line(status) + "".join(lines).encode("latin-1")
         return (data + payload if payload else data), framing
 
+    @property
+    def body_complete(self) -> bool:
+        """True once a streamed body with a ``Content-Length`` has had all its bytes.
+
+        The client then has the whole response: its closing the connection at this
+        point is no error (``Connection: close``, curl exiting).
+        """
+        return self._framing is Framing.LENGTH and self._remaining == 0
+
     def encode_body(self, data: bytes) -> bytes:
         """Frame one chunk of a streamed body.
 

@@ -124,6 +124,8 @@ class _Connection:
         self.linger = False
         self.websocket: WebSocketSession | None = None
         self.close_code = 1001
+        #: Body bytes of the streamed response written so far (for the access log).
+        self.body_sent = 0
 
     # -- shutdown (called by the tracker, from another task) ---------------------------------
 
@@ -281,7 +283,8 @@ class _Connection:
             sent = await self._send_stream(response.stream)
             if sent is None:
                 if self.access_log is not None:
-                    self._log(head.method, head.target, head.http_version, status, 0, started)
+                    size = self.body_sent  # what was written before the stream stopped
+                    self._log(head.method, head.target, head.http_version, status, size, started)
                 return False
             size = sent
         if self.access_log is not None:
@@ -402,25 +405,29 @@ class _Connection:
         return self.proto.keep_alive
 
     async def _send_stream(self, body: AsyncIterable[bytes] | Iterable[bytes] | None) -> int | None:
-        """Stream a response body; its size, or None when the connection must close."""
+        """Stream a response body; its size, or None when the connection must close.
+
+        :attr:`body_sent` counts the bytes written, also when the stream stops early.
+        """
         proto = self.proto
-        size = 0
+        self.body_sent = 0
         try:
             if isinstance(body, AsyncIterable):
                 if proto.body_done:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._watch_disconnect, tg.cancel_scope)
-                        size = await self._send_async(body)
+                        await self._send_async(body)
                         tg.cancel_scope.cancel()
                 else:
-                    size = await self._send_async(body)
+                    await self._send_async(body)
             elif body is not None:
                 # A plain iterator runs in this task: the runtime wraps blocking ones.
                 for chunk in body:
-                    size += await self._send_chunk(chunk)
+                    await self._send_chunk(chunk)
             if self.broken:
                 return None
-            if not await self.send(proto.encode_end()):
+            end = proto.encode_end()
+            if end and not await self.send(end):
                 return None
         except _Abort:
             return None
@@ -434,22 +441,20 @@ class _Connection:
             _close_stream(body)
         if self.broken:
             return None
-        return size
+        return self.body_sent
 
-    async def _send_async(self, body: AsyncIterable[bytes]) -> int:
-        size = 0
+    async def _send_async(self, body: AsyncIterable[bytes]) -> None:
         iterator = body.__aiter__()
         try:
             async for chunk in iterator:
-                size += await self._send_chunk(chunk)
+                await self._send_chunk(chunk)
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
-        return size
 
-    async def _send_chunk(self, chunk: Any) -> int:
+    async def _send_chunk(self, chunk: Any) -> None:
         if isinstance(chunk, str):
             chunk = chunk.encode("utf-8")
         elif not isinstance(chunk, bytes):
@@ -460,16 +465,19 @@ class _Connection:
                     f"a streamed response body yields bytes, not {type(chunk).__name__}"
                 )
         if not chunk:
-            return 0
+            return
         if not await self.send(self.proto.encode_body(chunk)):
             raise _Abort
-        return len(chunk)
+        self.body_sent += len(chunk)
 
     async def _watch_disconnect(self, scope: anyio.CancelScope) -> None:
         """While a response streams, notice a client that goes away."""
         data = await self.receive()
-        if data:
-            self.proto.receive_data(data)  # a pipelined request: keep it for later
+        proto = self.proto
+        proto.receive_data(data)  # a pipelined request is kept for later; b"" is EOF
+        if data or proto.body_complete:
+            # A client that has the whole response may close: the response went out
+            # (the rest of the stream runs to its end, the connection closes after).
             return
         self.broken = True
         scope.cancel()

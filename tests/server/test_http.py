@@ -293,6 +293,47 @@ def test_access_log_lines(make_server: MakeServer) -> None:
     assert server.log[0].endswith("ms")
 
 
+def test_client_closing_after_the_whole_stream_is_logged_as_sent(
+    make_server: MakeServer,
+) -> None:
+    """The client has every byte (Content-Length) and closes while the body's iterator
+    still runs: the response was sent, so the log shows its size, not 0."""
+    finished = anyio.Event()
+
+    async def stream(app: App, request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"hello"
+            await finished.wait()  # cleanup after the last chunk, not to be cancelled
+
+        return Response(body(), headers={"content-length": "5"})
+
+    server = make_server(stream)
+    with server.connect() as sock:
+        sock.sendall(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, data = Reader(sock).response()
+    assert (status, data) == (200, b"hello")
+    time.sleep(0.2)  # the server sees the EOF while the iterator still waits
+    server.portal.call(finished.set)
+    wait_for(lambda: len(server.log) == 1)
+    assert '"GET /whole HTTP/1.1" 200 5 ' in server.log[0], server.log
+
+
+def test_client_leaving_mid_stream_is_logged_with_the_bytes_sent(make_server: MakeServer) -> None:
+    async def stream(app: App, request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"start"
+            await anyio.sleep_forever()
+
+        return Response(body(), headers={"content-length": "100"})
+
+    server = make_server(stream)
+    with server.connect() as sock:
+        sock.sendall(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until(sock, b"start").endswith(b"start")
+    wait_for(lambda: len(server.log) == 1)
+    assert '"GET /cut HTTP/1.1" 200 5 ' in server.log[0], server.log
+
+
 def test_access_log_escapes_the_target() -> None:
     line = format_line(("::1", 5), "GET", '/a"b\x1b', "1.1", 200, 0, 0.001)
     assert line.startswith("[::1]:5 - ")
