@@ -164,23 +164,13 @@ class WebSocket:
             peer._wake()
             peer._fire_close()
 
-    @property
-    def receiving(self) -> bool:
-        """True while a ``receive()`` waits for a message that has not arrived yet."""
-        waiter = self._waiter
-        if waiter is None:
-            return False
-        if isinstance(waiter, Future):
-            return not waiter.done()
-        return not waiter.is_set()
-
     def set_sink(self, sink: Callable[[str | bytes], bool] | None) -> None:
         """Offer each message sent to this end to ``sink(message)`` first.
 
         ``sink`` returns True when it took the message (it is then not queued here)
         and False to have it queued as usual. It is only offered a message while
         nothing is queued, so it never overtakes one; the server sets it on the
-        client end to write to an idle socket at once.
+        client end to write to a socket that is not backed up at once.
         """
         self._sink = sink
 

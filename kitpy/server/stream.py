@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import anyio
@@ -40,6 +41,7 @@ class _Protocol(asyncio.Protocol):
         "eof",
         "exception",
         "lost",
+        "on_drained",
         "read_paused",
         "reader",
         "size",
@@ -58,6 +60,7 @@ class _Protocol(asyncio.Protocol):
         self.exception: BaseException | None = None
         self.read_paused = False
         self.write_paused = False
+        self.on_drained: Callable[[], None] | None = None
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -91,6 +94,8 @@ class _Protocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         _wake(self.writer)
+        if self.on_drained is not None:
+            self.on_drained()
 
 
 def _wake(future: asyncio.Future[None] | None) -> None:
@@ -193,6 +198,10 @@ class FastStream(anyio.abc.SocketStream):
     def backed_up(self) -> bool:
         """True while the kernel has not taken every byte written so far."""
         return self._protocol.write_paused
+
+    def set_drain_callback(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback()`` each time the kernel has taken every byte after a backlog."""
+        self._protocol.on_drained = callback
 
     def write_nowait(self, data: bytes) -> bool:
         """Hand ``data`` to the transport at once; False (nothing written) once broken.

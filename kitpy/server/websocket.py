@@ -22,13 +22,22 @@ client's answer; a client that vanishes (EOF, reset, no pong) closes the end wit
 1006. Once the end is closed, by anyone, the session has ``ws_ping_timeout`` left
 to finish the handshake before the connection is dropped.
 
-On asyncio (:class:`~kitpy.server.stream.FastStream`) two shortcuts save a task
-wake-up per message and a task per socket: a message the application sends while
-the writer is idle, nothing is queued and the socket is not backed up is framed and
-written at once by the sending task (``end.set_sink``); and the keepalive is an
-event-loop timer, not a task: it re-arms itself at the protocol's next deadline and
-writes its (small) ping straight to the transport -- an unanswered ping still ends
-the connection after ``ws_ping_timeout``. Trio keeps the three tasks.
+On asyncio (:class:`~kitpy.server.stream.FastStream`) the connection's own task is
+the reader and nothing else waits: writes to an asyncio transport never block (they
+only buffer), so
+
+* a message the application sends while nothing is queued and the socket is not
+  backed up is framed and written at once by the sending task (``end.set_sink``);
+* otherwise it queues in ``client_end`` as above, and is written by a callback: the
+  end's listener (``end.set_listener``) and the stream's drain callback write the
+  queue, batched, whenever the socket takes more -- a slow client still fills the
+  queue and gets 1008;
+* the keepalive is an event-loop timer that re-arms itself at the protocol's next
+  deadline and writes its (small) ping straight to the transport; an unanswered
+  ping still ends the connection after ``ws_ping_timeout``.
+
+Whole frames handed to the transport cannot split one another, so control frames
+from the reader may go between them. Trio keeps the three tasks.
 """
 
 from __future__ import annotations
@@ -79,11 +88,13 @@ class WebSocketSession:
         self._proto = connection
         self._end = end
         self._limits = limits
-        self._lock = anyio.Lock(fast_acquire=True)
         self._scope = anyio.CancelScope()
         self._shutdown_code: int | None = None
         self._fast = stream if isinstance(stream, FastStream) else None
+        # Only the trio path has two tasks writing; on asyncio the reader is the only one.
+        self._lock = anyio.Lock(fast_acquire=True) if self._fast is None else None
         self._timer: asyncio.TimerHandle | None = None
+        self._flushing = False
         end.max_buffered_bytes = limits.ws_max_queue_bytes
         end.protocol = subprotocol
         #: True when the connection broke (no clean close handshake).
@@ -103,24 +114,30 @@ class WebSocketSession:
             end.close_now(1006, "connection lost")
             return
         fast = self._fast
-        try:
-            with self._scope:
-                end.on_close(self._on_end_closed)
+        with self._scope:
+            end.on_close(self._on_end_closed)
+            if fast is None:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._read_loop)
                     if self._limits.ws_ping_interval > 0:
-                        if fast is None:
-                            tg.start_soon(self._keepalive_loop)
-                        else:
-                            self._arm_keepalive()
-                    if fast is not None:
-                        end.set_sink(self._write_now)
+                        tg.start_soon(self._keepalive_loop)
                     await self._write_loop()
-        finally:
-            end.set_sink(None)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            else:
+                try:
+                    end.set_sink(self._write_now)
+                    end.set_listener(self._flush)
+                    fast.set_drain_callback(self._drained)
+                    if self._limits.ws_ping_interval > 0:
+                        self._arm_keepalive()
+                    self._flush(end)  # what the application sent before
+                    await self._read_loop()
+                finally:
+                    end.set_sink(None)
+                    end.set_listener(None)
+                    fast.set_drain_callback(None)
+                    if self._timer is not None:
+                        self._timer.cancel()
+                        self._timer = None
         end.close_now(1006, "connection lost")  # no-op when the close was clean
 
     # -- plumbing ------------------------------------------------------------------------
@@ -141,8 +158,11 @@ class WebSocketSession:
         if not data:
             return True
         try:
-            async with self._lock:
+            if self._lock is None:
                 await self._stream.send(data)
+            else:
+                async with self._lock:
+                    await self._stream.send(data)
         except _STREAM_ERRORS:
             self.broken = True
             return False
@@ -220,14 +240,56 @@ class WebSocketSession:
                 return
 
     def _write_now(self, message: str | bytes) -> bool:
-        """The end's sink: write ``message`` at once if nothing could be overtaken."""
+        """The end's sink (asyncio): write ``message`` at once unless the client is slow."""
         fast = self._fast
         assert fast is not None
-        if not self._end.receiving or self._lock.locked() or fast.backed_up:
-            return False  # the writer is busy or the client is slow: queue it
+        if fast.backed_up:
+            return False  # queue it; _flush writes it when the socket drains
         if not fast.write_nowait(self._proto.send(message)):
             self._drop("connection lost")
         return True
+
+    def _drained(self) -> None:
+        self._flush(self._end)
+
+    def _flush(self, end: WebSocket) -> None:
+        """The end's listener (asyncio): write its queue while the socket takes it."""
+        fast = self._fast
+        assert fast is not None
+        if self._flushing:
+            return
+        proto = self._proto
+        self._flushing = True
+        try:
+            while not fast.backed_up:
+                batch: list[bytes] = []
+                size = 0
+                closed: WebSocketClosed | None = None
+                while size < _BATCH_BYTES:
+                    try:
+                        message = end.receive_nowait()
+                    except WebSocketClosed as exc:
+                        closed = exc
+                        break
+                    if message is None:
+                        break
+                    frame = proto.send(message)
+                    batch.append(frame)
+                    size += len(frame)
+                if batch and not fast.write_nowait(b"".join(batch)):
+                    self._drop("connection lost")
+                    return
+                if closed is not None:
+                    end.set_listener(None)  # the close frame goes once
+                    code = self._shutdown_code if self._shutdown_code is not None else closed.code
+                    data = proto.close(code, closed.reason[:120])
+                    if data and not fast.write_nowait(data):
+                        self._drop("connection lost")
+                    return
+                if not batch:
+                    return
+        finally:
+            self._flushing = False
 
     def _arm_keepalive(self) -> None:
         self._timer = None
