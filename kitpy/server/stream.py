@@ -35,6 +35,11 @@ READ_HIGH_WATER = 256 * 1024
 YIELD_EVERY = 64
 
 
+#: What ``_Protocol.chunks`` is while nothing is unread (maxlen=0): an idle connection
+#: (a WebSocket, mostly) holds no deque of its own.
+_NO_CHUNKS: deque[bytes] = deque(maxlen=0)
+
+
 class _Protocol(asyncio.Protocol):
     __slots__ = (
         "chunks",
@@ -51,7 +56,7 @@ class _Protocol(asyncio.Protocol):
     )
 
     def __init__(self) -> None:
-        self.chunks: deque[bytes] = deque()
+        self.chunks: deque[bytes] = _NO_CHUNKS
         self.size = 0
         self.reader: asyncio.Future[None] | None = None
         self.writer: asyncio.Future[None] | None = None
@@ -70,6 +75,8 @@ class _Protocol(asyncio.Protocol):
         self.transport.set_write_buffer_limits(0)
 
     def data_received(self, data: bytes) -> None:
+        if self.chunks is _NO_CHUNKS:
+            self.chunks = deque()
         self.chunks.append(bytes(data))
         self.size += len(data)
         if self.size > READ_HIGH_WATER and not self.read_paused and self.transport is not None:
@@ -148,6 +155,8 @@ class FastStream(anyio.abc.SocketStream):
         if len(chunk) > max_bytes:
             chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
             protocol.chunks.appendleft(rest)
+        elif not protocol.chunks:
+            protocol.chunks = _NO_CHUNKS
         protocol.size -= len(chunk)
         if protocol.read_paused and protocol.size <= READ_HIGH_WATER // 2:
             protocol.read_paused = False
