@@ -3,6 +3,8 @@
 Defaults follow DESIGN.md, "API details": a 16 KiB header block (431 above), a
 1 MiB body (413), a 1 MiB WebSocket message (close 1009), headers within 10 s of
 the connection or of the previous response, idle keep-alive closed after 5 s.
+A request body must be read whole within 30 s (408 above), so clients that trickle
+bodies cannot hold connection slots forever.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ class Limits:
     header_timeout: float = 10.0
     #: An idle keep-alive connection (no byte of a next request) is closed after this.
     keepalive_timeout: float = 5.0
+    #: A request body must have arrived whole this long after the application first
+    #: asked for it (or the server began draining it); past it: 408 and close. A
+    #: trickle of bytes does not extend it; a body read that stalls for
+    #: ``header_timeout`` is a 408 sooner.
+    body_timeout: float = 30.0
     #: Connections served at once; further clients wait in the listen backlog.
     max_connections: int = 1000
     #: Seconds between keepalive pings on a WebSocket.
@@ -52,7 +59,7 @@ class Limits:
             raise ValueError(
                 f"Limits.max_connections must be at least 1, got {self.max_connections}"
             )
-        for name in ("header_timeout", "keepalive_timeout", "ws_ping_timeout"):
+        for name in ("header_timeout", "keepalive_timeout", "body_timeout", "ws_ping_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")
         if self.ws_ping_interval < 0 or self.shutdown_timeout < 0:

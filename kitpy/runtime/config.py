@@ -45,6 +45,7 @@ LIMIT_KEYS: dict[str, type] = {
     "max_ws_message_bytes": int,
     "header_timeout": float,
     "keepalive_timeout": float,
+    "body_timeout": float,
     "max_connections": int,
     "ws_ping_interval": float,
     "ws_ping_timeout": float,

@@ -77,7 +77,8 @@ class _RequestBody:
     """The request body as an async iterator reading the connection on demand.
 
     Raises :class:`HTTPError` 413 once the body passes ``max_body_bytes``, 400 when it
-    is malformed or the client goes away, 408 when it stalls for ``header_timeout``.
+    is malformed or the client goes away, 408 when it stalls for ``header_timeout`` or
+    is not whole ``body_timeout`` after the first read.
     """
 
     __slots__ = ("_connection",)
@@ -126,6 +127,9 @@ class _Connection:
         self.close_code = 1001
         #: Body bytes of the streamed response written so far (for the access log).
         self.body_sent = 0
+        #: When the request body must have arrived (``anyio`` time); set by the first
+        #: read that waits for the client.
+        self.body_deadline: float | None = None
 
     # -- shutdown (called by the tracker, from another task) ---------------------------------
 
@@ -298,6 +302,8 @@ class _Connection:
 
     async def _call_app(self, head: RequestHead) -> Response:
         proto = self.proto
+        if not proto.body_done:
+            self.body_deadline = None
         request = Request(
             head.method,
             _url(self.scheme, head),
@@ -382,12 +388,19 @@ class _Connection:
             if isinstance(event, BodyEnd):
                 return None
             if event is NEED_DATA:
+                limits = self.limits
+                now = anyio.current_time()
+                deadline = self.body_deadline
+                if deadline is None:
+                    deadline = self.body_deadline = now + limits.body_timeout
                 data = b""
-                with anyio.move_on_after(self.limits.header_timeout) as stalled:
+                with anyio.move_on_at(min(now + limits.header_timeout, deadline)) as stalled:
                     data = await self.receive()
                 if not data:
                     proto.keep_alive = False
                     if stalled.cancelled_caught:
+                        if anyio.current_time() >= deadline:
+                            raise HTTPError(408, "the request body took too long")
                         raise HTTPError(408, "the request body stalled")
                     raise HTTPError(400, "the client closed before sending the whole body")
                 proto.receive_data(data)

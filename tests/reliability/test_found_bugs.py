@@ -152,21 +152,13 @@ def test_inbound_queue_honours_ws_max_queue_bytes(running_site: RunningSite) -> 
 # -- 6. A slow request body holds a connection slot with no overall deadline ------------------
 
 
-@pytest.mark.xfail(
-    reason="kitpy/server/connection.py read_body(): a request body is bounded only per read "
-    "(header_timeout of inactivity), never in total, and there is no handler_timeout by "
-    "default; clients sending a body 1 byte/s hold their connection slots indefinitely. "
-    "With max_connections = 20 and 20 such clients, a new client is not served within "
-    "10 s (measured: not within 15 s). Expected: a total deadline on reading a request "
-    "(as Node's requestTimeout) or a minimum body rate, so slots free up",
-    strict=True,
-)
 @pytest.mark.timeout(60)
 def test_slow_bodies_at_the_connection_cap(running_site: RunningSite) -> None:
     config = """
         [server]
         header_timeout = 2.0
         keepalive_timeout = 1.0
+        body_timeout = 3.0
         max_connections = 20
     """
     server = running_site(PING, config)

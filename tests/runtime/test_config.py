@@ -34,6 +34,7 @@ def test_every_server_key_is_parsed(make_site: MakeSite) -> None:
             max_ws_message_bytes = 65536
             header_timeout = 5
             keepalive_timeout = 2.5
+            body_timeout = 12
             max_connections = 100
             ws_ping_interval = 20
             ws_ping_timeout = 10
@@ -62,6 +63,7 @@ def test_every_server_key_is_parsed(make_site: MakeSite) -> None:
         "max_ws_message_bytes": 65536,
         "header_timeout": 5,
         "keepalive_timeout": 2.5,
+        "body_timeout": 12,
         "max_connections": 100,
         "ws_ping_interval": 20,
         "ws_ping_timeout": 10,

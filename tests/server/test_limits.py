@@ -178,3 +178,35 @@ def test_stalled_body_is_408(make_server: MakeServer) -> None:
         data = recv_all(sock)
     assert data.startswith(b"HTTP/1.1 408 ")
     assert server.app.events == ["startup", "body error 408"]
+
+
+def test_trickled_body_is_408_at_body_timeout(make_server: MakeServer) -> None:
+    """A byte every 50 ms never stalls for header_timeout, but the whole body has
+    body_timeout to arrive: then 408 and the connection closes."""
+    server = make_server(read_all, limits=Limits(header_timeout=5.0, body_timeout=0.5))
+    with server.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        sock.settimeout(0.05)
+        data = b""
+        for _ in range(200):  # 10 s at most: far past body_timeout
+            try:
+                sock.send(b"x")
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            data += chunk
+            if not chunk or b"\r\n\r\n" in data:
+                break
+        sock.settimeout(5)
+        data += recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 408 "), data
+    assert b"connection: close" in data
+    assert b"took too long" in data
+    assert server.app.events == ["startup", "body error 408"]
+
+
+def test_body_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="body_timeout"):
+        Limits(body_timeout=0)
