@@ -183,6 +183,10 @@ class DurableObjectState:
         self._gate = gate
         self._host = host
         self._sockets: dict[WebSocket, tuple[str, ...]] = {}  # in accept order
+        # The output gate of every socket: made once here, not once per socket.
+        storage = self.storage
+        self._send_pending: Callable[[], bool] = lambda: storage.dirty
+        self._send_flush: Callable[[], Awaitable[None]] = storage.flush
 
     def __repr__(self) -> str:
         return f"<DurableObjectState {self.id!r}>"
@@ -235,8 +239,7 @@ class DurableObjectState:
         # The output gate for messages: a message that acknowledges a write must not
         # leave before the write is durable (DESIGN.md, "Consistency"). The socket
         # object stays the same (handlers compare identities), only its send waits.
-        storage = self.storage
-        ws.set_output_gate(lambda: storage.dirty, storage.flush)
+        ws.set_output_gate(self._send_pending, self._send_flush)
 
     # -- concurrency ----------------------------------------------------------------------
 
