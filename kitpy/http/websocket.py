@@ -164,6 +164,17 @@ class WebSocket:
             peer._wake()
             peer._fire_close()
 
+    def bound_buffers(self, max_bytes: int) -> None:
+        """Set ``max_buffered_bytes`` of both inboxes of the pair, this end's and its peer's.
+
+        The server bounds both directions of a connection with ``ws_max_queue_bytes``:
+        what the application sends and the client has not read yet, and what the
+        client sent and the application has not read yet.
+        """
+        self.max_buffered_bytes = max_bytes
+        if self._peer is not None:
+            self._peer.max_buffered_bytes = max_bytes
+
     def set_sink(self, sink: Callable[[str | bytes], bool] | None) -> None:
         """Offer each message sent to this end to ``sink(message)`` first.
 

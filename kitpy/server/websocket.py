@@ -13,7 +13,9 @@ owns ``client_end`` from then on. Three tasks share the connection:
 Memory stays bounded: the application's messages queue in ``client_end``'s inbox,
 whose ``max_buffered_bytes`` is ``ws_max_queue_bytes``. When the client reads too
 slowly the writer blocks on the socket, the inbox fills, and the pair closes itself
-(1008) instead of growing.
+(1008) instead of growing. The other way round likewise: the client's messages queue
+in the application's end, bounded by ``ws_max_queue_bytes`` too, and an application
+that does not read them gets the pair closed (1008) once they pass it.
 
 Closing: whoever closes first, the other side learns the code. A close frame from
 the client closes the end with the client's code; the application closing its end
@@ -95,7 +97,7 @@ class WebSocketSession:
         self._lock = anyio.Lock(fast_acquire=True) if self._fast is None else None
         self._timer: asyncio.TimerHandle | None = None
         self._flushing = False
-        end.max_buffered_bytes = limits.ws_max_queue_bytes
+        end.bound_buffers(limits.ws_max_queue_bytes)  # both directions
         end.protocol = subprotocol
         #: True when the connection broke (no clean close handshake).
         self.broken = False

@@ -126,15 +126,6 @@ DEAF = {
 }
 
 
-@pytest.mark.xfail(
-    reason="kitpy/server/websocket.py sets ws_max_queue_bytes only on the outbound queue "
-    "(client end); messages from the client to an application that reads slowly queue in "
-    "the application's end up to the fixed kitpy.http.websocket.MAX_BUFFERED_BYTES (4 MiB) "
-    "whatever the site configures. With ws_max_queue_bytes = 262144, 2 MiB of unread "
-    "client messages are held without a 1008; expected: closed with 1008 past the "
-    "configured bound (2,000 sockets x 4 MiB is 8 GiB the operator cannot cap)",
-    strict=True,
-)
 def test_inbound_queue_honours_ws_max_queue_bytes(running_site: RunningSite) -> None:
     config = WS_CONFIG.format(extra="").split("[objects]")[0]
     server = running_site(DEAF, config)

@@ -316,3 +316,30 @@ def test_slow_reader_cannot_grow_server_memory(make_server: MakeServer) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         wait_for(lambda: closed_events(server.app) != [])
     assert closed_events(server.app) == ["closed 1008"]
+
+
+def test_app_that_does_not_read_gets_1008_past_ws_max_queue_bytes(
+    make_server: MakeServer,
+) -> None:
+    """The client's unread messages are bounded by ws_max_queue_bytes as well."""
+    ends: list[WebSocket] = []
+
+    async def deaf(app: App, request: Request) -> Response:
+        client, ws = WebSocketPair()
+        ws.accept()
+        ends.append(ws)  # kept, never read
+        return Response(status=101, websocket=client)
+
+    server = make_server(deaf, limits=Limits(ws_max_queue_bytes=64 * 1024))
+    sock, reader = raw_upgrade(server)
+    with sock:
+        message = masked(0x2, b"x" * 100)
+        for _ in range(64 * 1024 // 100 - 1):  # just under the bound: kept
+            sock.sendall(message)
+        sock.sendall(masked(0x1, b"ping?"))
+        wait_for(lambda: ends[0]._inbox_bytes > 63 * 1024)
+        assert not ends[0].closed
+        for _ in range(20):  # past it
+            sock.sendall(message)
+        assert read_close_code(reader) == 1008
+    wait_for(lambda: ends[0].closed)  # its backlog dropped; receive() raises (1008)
