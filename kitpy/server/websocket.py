@@ -34,9 +34,10 @@ only buffer), so
   end's listener (``end.set_listener``) and the stream's drain callback write the
   queue, batched, whenever the socket takes more -- a slow client still fills the
   queue and gets 1008;
-* the keepalive is an event-loop timer that re-arms itself at the protocol's next
-  deadline and writes its (small) ping straight to the transport; an unanswered
-  ping still ends the connection after ``ws_ping_timeout``.
+* the keepalive is a deadline on the loop's one shared timer
+  (:mod:`kitpy.server.deadlines`), re-added at the protocol's next deadline; its
+  (small) ping goes straight to the transport, and an unanswered ping still ends
+  the connection after ``ws_ping_timeout``.
 
 Whole frames handed to the transport cannot split one another, so control frames
 from the reader may go between them. Trio keeps the three tasks.
@@ -44,7 +45,6 @@ from the reader may go between them. Trio keeps the three tasks.
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import anyio
@@ -60,6 +60,7 @@ from kitpy.protocol.events import (
 )
 from kitpy.protocol.limits import Limits
 from kitpy.protocol.websocket import WebSocketConnection
+from kitpy.server.deadlines import deadlines
 from kitpy.server.stream import FastStream
 
 __all__ = ("WebSocketSession",)
@@ -78,6 +79,21 @@ _STREAM_ERRORS = (
 class WebSocketSession:
     """One upgraded connection joined to the application's WebSocket end."""
 
+    __slots__ = (
+        "__weakref__",
+        "_end",
+        "_fast",
+        "_flushing",
+        "_keepalive_on",
+        "_limits",
+        "_lock",
+        "_proto",
+        "_scope",
+        "_shutdown_code",
+        "_stream",
+        "broken",
+    )
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
@@ -95,7 +111,7 @@ class WebSocketSession:
         self._fast = stream if isinstance(stream, FastStream) else None
         # Only the trio path has two tasks writing; on asyncio the reader is the only one.
         self._lock = anyio.Lock(fast_acquire=True) if self._fast is None else None
-        self._timer: asyncio.TimerHandle | None = None
+        self._keepalive_on = False
         self._flushing = False
         end.bound_buffers(limits.ws_max_queue_bytes)  # both directions
         end.protocol = subprotocol
@@ -130,6 +146,7 @@ class WebSocketSession:
                     end.set_listener(self._flush)
                     fast.set_drain_callback(self._drained)
                     if self._limits.ws_ping_interval > 0:
+                        self._keepalive_on = True
                         self._arm_keepalive()
                     self._flush(end)  # what the application sent before
                     await self._read_loop()
@@ -137,9 +154,7 @@ class WebSocketSession:
                     end.set_sink(None)
                     end.set_listener(None)
                     fast.set_drain_callback(None)
-                    if self._timer is not None:
-                        self._timer.cancel()
-                        self._timer = None
+                    self._keepalive_on = False
         end.close_now(1006, "connection lost")  # no-op when the close was clean
 
     # -- plumbing ------------------------------------------------------------------------
@@ -294,17 +309,17 @@ class WebSocketSession:
             self._flushing = False
 
     def _arm_keepalive(self) -> None:
-        self._timer = None
         deadline = self._proto.keepalive_deadline()
         if deadline != math.inf:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(deadline, self._keepalive_due)
+            deadlines().add(deadline, self)  # one loop timer for every socket
 
-    def _keepalive_due(self) -> None:
+    def deadline_reached(self) -> None:
+        """The keepalive's deadline (asyncio): ping, or drop a client that did not answer."""
+        if not self._keepalive_on:
+            return  # the session is over
         proto = self._proto
         fast = self._fast
         assert fast is not None
-        self._timer = None
         if proto.pong_overdue():
             self._drop("keepalive ping timeout")
             return
