@@ -141,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
     from kitpy.protocol.limits import Limits
     from kitpy.runtime.app import load_app
     from kitpy.server import run
+    from kitpy.server.requestid import RequestIdFormatter
 
     app = load_app(Path(args.directory), dev=False)
     config = app.site.config.server
@@ -153,7 +154,10 @@ def _serve(args: argparse.Namespace) -> int:
         limits = Limits(**settings)
     except (TypeError, ValueError) as exc:
         raise SiteError(f"[server]: {exc}", "kitpy.toml") from None
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Lines logged while a request is handled start with its id (X-Request-Id).
+    handler = logging.StreamHandler()
+    handler.setFormatter(RequestIdFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
     def on_ready(addresses: list[tuple[str, int]]) -> None:
         bound = addresses[0][1] if addresses else port

@@ -132,7 +132,13 @@ def date_header(now: float | None = None) -> str:
     return _DATES.line(time.time() if now is None else now)
 
 
-def error_response(status: int, message: str | None = None, *, now: float | None = None) -> bytes:
+def error_response(
+    status: int,
+    message: str | None = None,
+    *,
+    now: float | None = None,
+    request_id: str | None = None,
+) -> bytes:
     """A complete plain-text response that closes the connection (400, 413, 431...)."""
     if message is None:
         try:
@@ -143,7 +149,7 @@ def error_response(status: int, message: str | None = None, *, now: float | None
     head = (
         f"{date_header(now)}server: {SERVER_HEADER}\r\n"
         f"content-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
+        "connection: close\r\n" + (f"x-request-id: {request_id}\r\n\r\n" if request_id else "\r\n")
     )
     return status_line(status) + head.encode("latin-1") + body
 
@@ -426,6 +432,7 @@ class HTTP11Connection:
         connection = b""
         expect = False
         upgrade: bytes | None = None
+        request_id: bytes | None = None
         for name, value in raw_headers:
             headers.append((name, value))
             if name == b"host":
@@ -440,6 +447,8 @@ class HTTP11Connection:
                 expect = value.lower() == b"100-continue"
             elif name == b"upgrade":
                 upgrade = value
+            elif name == b"x-request-id":
+                request_id = value
         tokens = {token.strip() for token in connection.split(b",")} if connection else set()
         self.keep_alive = version == "1.1" and b"close" not in tokens
         head = RequestHead(
@@ -455,6 +464,7 @@ class HTTP11Connection:
             upgrade=upgrade.decode("latin-1").strip().lower()
             if upgrade is not None and b"upgrade" in tokens
             else None,
+            request_id=request_id,
         )
         self.head = head
         if chunked and content_length is not None:
@@ -528,7 +538,11 @@ class HTTP11Connection:
     # -- responding ----------------------------------------------------------------------
 
     def encode_response(
-        self, status: int, headers: Iterable[tuple[str, str]], body: bytes | None
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None,
+        request_id: str | None = None,
     ) -> tuple[bytes, Framing]:
         """Encode a final response to the current request.
 
@@ -540,6 +554,7 @@ class HTTP11Connection:
                 ``transfer-encoding`` and ``keep-alive`` are dropped, ``connection:
                 close`` is honoured. ``date`` and ``server`` are added unless given.
             body: the whole body, or ``None`` when it will be streamed.
+            request_id: sent as ``x-request-id``, replacing the application's own.
 
         Returns:
             The bytes to send (the head, and the body when it was given) and how the
@@ -561,7 +576,7 @@ class HTTP11Connection:
                 if "close" in value.lower():
                     keep_alive = False
                 continue
-            if name == "transfer-encoding" or name == "keep-alive":
+            if name == "transfer-encoding" or name == "keep-alive" or name == "x-request-id":
                 continue
             if name == "date":
                 has_date = True
@@ -616,6 +631,8 @@ class HTTP11Connection:
             lines.append(f"server: {SERVER_HEADER}\r\n")
         if not has_date:
             lines.append(date_header(self._wall_clock()))
+        if request_id is not None:
+            lines.append(f"x-request-id: {request_id}\r\n")
         lines.append("\r\n")
         data = status_line(status) + "".join(lines).encode("latin-1")
         return (data + payload if payload else data), framing

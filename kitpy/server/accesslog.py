@@ -24,11 +24,13 @@ def format_line(
     status: int,
     size: int,
     duration: float,
+    request_id: str | None = None,
 ) -> str:
-    """``127.0.0.1:50000 - "GET /path HTTP/1.1" 200 12 0.4ms``.
+    """``127.0.0.1:50000 - "GET /path HTTP/1.1" 200 12 0.4ms 3f2a9c0d1e4b5a6c``.
 
     ``size`` is the number of body bytes sent; ``duration`` is in seconds, from the
-    request head to the end of the response.
+    request head to the end of the response; ``request_id`` (its ``X-Request-Id``,
+    see :mod:`kitpy.server.requestid`) ends the line when given.
     """
     if client is None:
         who = "-"
@@ -39,6 +41,6 @@ def format_line(
     # The target is the client's text: escape what would forge or break a log line.
     if not target.isprintable() or '"' in target:
         target = target.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-    return (
-        f'{who} - "{method} {target} HTTP/{http_version}" {status} {size} {duration * 1000:.1f}ms'
-    )
+    ms = duration * 1000
+    line = f'{who} - "{method} {target} HTTP/{http_version}" {status} {size} {ms:.1f}ms'
+    return line if request_id is None else f"{line} {request_id}"

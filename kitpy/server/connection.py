@@ -32,6 +32,7 @@ from kitpy.protocol.http11 import Framing, HTTP11Connection, error_response
 from kitpy.protocol.limits import DEFAULT_LIMITS, Limits
 from kitpy.protocol.websocket import accept_upgrade, origin_allowed, upgrade_problem
 from kitpy.server.accesslog import format_line
+from kitpy.server.requestid import REQUEST_ID, request_id_for
 from kitpy.server.shutdown import ConnectionTracker
 from kitpy.server.websocket import WebSocketSession
 from kitpy.types import App
@@ -130,6 +131,8 @@ class _Connection:
         #: When the request body must have arrived (``anyio`` time); set by the first
         #: read that waits for the client.
         self.body_deadline: float | None = None
+        #: The id of the current request (``X-Request-Id``; see kitpy.server.requestid).
+        self.request_id = ""
 
     # -- shutdown (called by the tracker, from another task) ---------------------------------
 
@@ -204,10 +207,12 @@ class _Connection:
 
     async def _protocol_error(self, exc: ProtocolError, started: float) -> None:
         assert exc.status is not None
-        data = error_response(exc.status, exc.message)
+        head = self.proto.head
+        self.request_id = request_id = request_id_for(head.request_id if head else None)
+        REQUEST_ID.set(request_id)
+        data = error_response(exc.status, exc.message, request_id=request_id)
         await self.send(data)
         self.linger = True
-        head = self.proto.head
         if self.access_log is not None:
             if head is not None:
                 method, target, version = head.method, head.target, head.http_version
@@ -229,6 +234,7 @@ class _Connection:
                     status,
                     size,
                     time.perf_counter() - started,
+                    self.request_id,
                 )
             )
         except Exception:
@@ -237,6 +243,8 @@ class _Connection:
     async def _handle(self, head: RequestHead) -> bool:
         """Answer one request; True when the connection may carry another."""
         started = time.perf_counter()
+        self.request_id = request_id = request_id_for(head.request_id)
+        REQUEST_ID.set(request_id)  # for the log lines written while handling it
         proto = self.proto
         response: Response | None = None
         if head.upgrade is not None and "websocket" in head.upgrade:
@@ -261,13 +269,15 @@ class _Connection:
             proto.keep_alive = False
         body = response.body
         try:
-            data, framing = proto.encode_response(status, response.headers.items(), body)
+            data, framing = proto.encode_response(
+                status, response.headers.items(), body, request_id
+            )
         except (UnicodeEncodeError, ValueError) as exc:
             logger.error("cannot encode the response headers for %s: %s", head.target, exc)
             _close_stream(response.stream)
             status = 500
             data, framing = proto.encode_response(
-                500, [("content-type", _TEXT)], b"Internal Server Error\n"
+                500, [("content-type", _TEXT)], b"Internal Server Error\n", request_id
             )
             body = b""
         size = (
@@ -339,9 +349,11 @@ class _Connection:
         if problem is None:
             assert end is not None
             try:
+                headers = [(n, v) for n, v in response.headers.items() if n != "x-request-id"]
+                headers.append(("x-request-id", self.request_id))
                 handshake, connection, subprotocol = accept_upgrade(
                     head,
-                    response.headers.items(),
+                    headers,
                     self.limits,
                     anyio.current_time,
                     trailing_data=self.proto.trailing_data,

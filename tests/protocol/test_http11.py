@@ -618,6 +618,22 @@ def test_error_response_is_a_closing_plain_text_response() -> None:
     assert data.data == b"Request Header Fields Too Large\n"
 
 
+def test_error_response_carries_the_request_id() -> None:
+    data = error_response(400, "Bad Request: invalid header", now=0, request_id="abc123")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"\r\nx-request-id: abc123" in head and body == b"Bad Request: invalid header\n"
+    assert b"x-request-id" not in error_response(400, now=0)
+
+
+def test_request_id_header_is_read_and_the_servers_one_is_sent() -> None:
+    pair = Pair()
+    pair.send(get("/", ("X-Request-Id", "edge-1")), h11.EndOfMessage())
+    [head, *_] = pair.server_events()
+    assert isinstance(head, RequestHead) and head.request_id == b"edge-1"
+    data, _ = pair.server.encode_response(200, [("x-request-id", "app")], b"", "edge-1")
+    assert data.count(b"x-request-id:") == 1 and b"x-request-id: edge-1\r\n" in data
+
+
 def test_status_lines_and_date() -> None:
     assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
     assert status_line(599) == b"HTTP/1.1 599 \r\n"

@@ -84,15 +84,6 @@ def test_garbage_forwarded_for_is_not_a_client(running_site: RunningSite, xff: s
 # -- 4. No request ids in the logs -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="issue #7 asks for request ids in logs; kitpy/server/accesslog.py format_line() "
-    "writes '127.0.0.1:PORT - \"GET /x HTTP/1.1\" 500 21 0.4ms' and the traceback of a "
-    "failing handler is logged separately, with nothing to tie the two together. "
-    "Proposed (as Cloudflare's cf-ray / Heroku's X-Request-Id): each response carries "
-    "X-Request-Id, and that id appears in its access line and in every log line written "
-    "while handling it",
-    strict=True,
-)
 def test_request_id_ties_access_line_to_error(running_site: RunningSite) -> None:
     server = running_site(FAULTY, FAULTY_CONFIG)
     response = get(server.port, "/fault/raise")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from kitpy.errors import HTTPError
 from kitpy.http import Request, Response
 from kitpy.server.accesslog import format_line
+from kitpy.server.requestid import REQUEST_ID, RequestIdFormatter
 
 from .conftest import App, Reader, RunningServer, recv_all, recv_until, wait_for
 
@@ -290,7 +292,7 @@ def test_access_log_lines(make_server: MakeServer) -> None:
     assert server.log[0].startswith("127.0.0.1:")
     assert '"GET /path?q=1 HTTP/1.1" 200 5 ' in server.log[0]
     assert '"POST /other HTTP/1.1" 200 5 ' in server.log[1]
-    assert server.log[0].endswith("ms")
+    assert re.fullmatch(r".* [0-9.]+ms [0-9a-f]{16}", server.log[0]), server.log[0]
 
 
 def test_client_closing_after_the_whole_stream_is_logged_as_sent(
@@ -332,6 +334,73 @@ def test_client_leaving_mid_stream_is_logged_with_the_bytes_sent(make_server: Ma
         assert recv_until(sock, b"start").endswith(b"start")
     wait_for(lambda: len(server.log) == 1)
     assert '"GET /cut HTTP/1.1" 200 5 ' in server.log[0], server.log
+
+
+def test_every_response_carries_a_request_id_that_its_access_line_ends_with(
+    make_server: MakeServer,
+) -> None:
+    async def own_id(app: App, request: Request) -> Response:
+        # The id is in the context while the app runs (what log lines pick up), and
+        # an X-Request-Id the app sets itself gives way to it.
+        return Response(REQUEST_ID.get() or "-", headers={"x-request-id": "from-the-app"})
+
+    server = make_server(own_id)
+    with httpx.Client() as client:
+        first = client.get(server.url + "/a")
+        second = client.get(server.url + "/b")
+    ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids) and ids[0] != ids[1], ids
+    assert [first.text, second.text] == ids
+    assert first.headers.get_list("x-request-id") == [ids[0]]
+    wait_for(lambda: len(server.log) == 2)
+    assert [line.rsplit(" ", 1)[1] for line in server.log] == ids
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        pytest.param("edge-7f3a.b_2", True, id="safe"),
+        pytest.param("x" * 64, True, id="64-chars"),
+        pytest.param("x" * 65, False, id="too-long"),
+        pytest.param("a b", False, id="space"),
+        pytest.param('"><script>', False, id="markup"),
+    ],
+)
+def test_incoming_request_id_is_kept_only_when_short_and_safe(
+    make_server: MakeServer, incoming: str, kept: bool
+) -> None:
+    server = make_server(hello)
+    with httpx.Client() as client:
+        response = client.get(server.url + "/", headers={"x-request-id": incoming})
+    got = response.headers["x-request-id"]
+    assert (got == incoming) is kept
+    if not kept:
+        assert re.fullmatch(r"[0-9a-f]{16}", got)
+    wait_for(lambda: len(server.log) == 1)
+    assert server.log[0].endswith(" " + got)
+
+
+def test_protocol_error_response_has_a_request_id_too(make_server: MakeServer) -> None:
+    server = make_server(hello)
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n")
+        status, headers, body = Reader(sock).response()
+    assert status == 400 and body == b"Bad Request: invalid header\n"
+    request_id = headers["x-request-id"]
+    wait_for(lambda: len(server.log) == 1)
+    assert '"- - HTTP/1.1" 400 0 ' in server.log[0], server.log
+    assert server.log[0].endswith(" " + request_id)
+
+
+def test_request_id_formatter_prefixes_every_line_during_a_request() -> None:
+    formatter = RequestIdFormatter("%(levelname)s %(message)s")
+    record = logging.LogRecord("kitpy", logging.ERROR, __file__, 1, "one\ntwo", None, None)
+    assert formatter.format(record) == "ERROR one\ntwo"
+    token = REQUEST_ID.set("abc")
+    try:
+        assert formatter.format(record) == "[abc] ERROR one\n[abc] two"
+    finally:
+        REQUEST_ID.reset(token)
 
 
 def test_access_log_escapes_the_target() -> None:
