@@ -198,7 +198,8 @@ class WebSocketSession:
                 self._scope.cancel()
                 return
             if event is NEED_DATA:
-                if not await self._write(proto.data_to_send()):
+                pending = proto.data_to_send()  # usually nothing: skip the await then
+                if pending and not await self._write(pending):
                     self._drop("connection lost")
                     return
                 try:
