@@ -91,8 +91,13 @@ def test_bad_frame_gets_its_close_code(server: Server, name: str) -> None:
         frames, ending = ws_read_frames(sock, 5, rest)  # type: ignore[arg-type]
         assert close_code_of(frames) == code, (frames, ending)
         # then the server closes TCP (after our close reply, or on its own)
-        sock.sendall(ws_close_frame(code if code != 1005 else 1000))  # type: ignore[attr-defined]
-        _, ending = ws_read_frames(sock, 5, b"", until_close=False)  # type: ignore[arg-type]
+        try:
+            sock.sendall(ws_close_frame(code if code != 1005 else 1000))  # type: ignore[attr-defined]
+        except (ConnectionResetError, BrokenPipeError):
+            # The server may already have closed TCP with our unread bytes queued: a reset.
+            ending = "reset"
+        else:
+            _, ending = ws_read_frames(sock, 5, b"", until_close=False)  # type: ignore[arg-type]
         assert ending in ("eof", "reset"), ending
     finally:
         sock.close()  # type: ignore[attr-defined]
