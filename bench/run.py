@@ -55,6 +55,7 @@ HTTP_CONNECTIONS = 64
 ECHO_CONNECTIONS = 64
 ROOM_MEMBERS = 200
 IDLE_SOCKETS = 1000
+CLIENT_BUSY = 0.85  # client cores busy above which a figure may be the client's limit
 QUIET_CPU = 0.15  # CPUs busy with other work below which the machine counts as quiet
 VERSIONED = (
     "kitpy",
@@ -806,6 +807,19 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{fmt(e.get('p99_ms'))} | {fmt(e.get('server_cpu'))} | "
                 f"{fmt(e.get('client_cpu'))} | {fmt(e.get('background_cpu'))} |"
             )
+    busy = [
+        f"{scenario}/{server} ({e['client_cpu']:.2f})"
+        for scenario in scenarios
+        for server, e in summary[scenario].items()
+        if e.get("client_cpu", 0) >= CLIENT_BUSY
+    ]
+    if busy:
+        lines += [
+            "",
+            f"Load generator near saturation (client CPU >= {CLIENT_BUSY}): "
+            + ", ".join(busy)
+            + ". Those figures may be limited by the client rather than the server.",
+        ]
     errors = [r for r in result["rows"] if "error" in r]
     if errors:
         lines += ["", "## Errors", ""]
@@ -818,6 +832,16 @@ def markdown(result: dict[str, Any]) -> str:
 
 DOCS_START = "<!-- results:start (written by bench/run.py) -->"
 DOCS_END = "<!-- results:end -->"
+
+
+def commands(servers: Sequence[Server]) -> dict[str, str]:
+    """Each server's command line as the suite runs it, with PORT and SITE as words."""
+    shown = {}
+    for server in servers:
+        line = " ".join(server.command(65535, Path("SITE")))
+        line = line.replace(PY, "python").replace(f"{ROOT}/", "").replace("65535", "PORT")
+        shown[server.name] = line
+    return shown
 
 
 def docs_block(result: dict[str, Any]) -> str:
@@ -838,11 +862,12 @@ def docs_block(result: dict[str, Any]) -> str:
         + ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
         + ".",
         "",
-        "**Servers, exactly as started** (`PORT` and `SITE` filled in by the suite):",
+        "**Servers, exactly as started** (`PORT` and `SITE` filled in by the suite, under "
+        "`taskset -c 0`, with `PYTHONPATH=bench/peers`):",
         "",
     ]
     for name, command in meta["commands"].items():
-        lines.append(f"- {name}: `{command.replace(' 0 ', ' PORT ').replace(':0 ', ':PORT ')}`")
+        lines.append(f"- {name}: `{command}`")
     lines.append("")
     body = markdown(result).split("\n", 2)[2]  # without the title and its blank line
     lines.append(body.replace("\n## ", "\n### "))
@@ -1080,9 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
             "notes": cfg.notes,
             "machine": machine(),
             "versions": versions(),
-            "commands": {
-                s.name: " ".join(s.command(0, Path("SITE"))).replace(PY, "python") for s in servers
-            },
+            "commands": commands(servers),
         },
         "servers": [s.name for s in servers],
         "unavailable": unavailable,
