@@ -521,6 +521,17 @@ class HTTP11Connection:
         conn = self._h11
         return self._buf if conn is None else conn.trailing_data[0]
 
+    def release(self) -> None:
+        """Drop the parsing state once the connection has left HTTP (a WebSocket).
+
+        The connection lives on as a WebSocket for hours; its h11 state and buffers
+        would only cost memory per socket. No other method may be called after this.
+        """
+        self._h11 = None
+        self._buf = b""
+        self._raw = b""
+        self._chunks = None
+
     def start_next_cycle(self) -> None:
         """Get ready for the next request on a kept-alive connection.
 

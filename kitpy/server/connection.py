@@ -367,6 +367,7 @@ class _Connection:
             return False
         assert end is not None
         self.state = ConnectionState.WEBSOCKET
+        self.proto.release()  # HTTP is over on this connection; keep no parser per socket
         session = WebSocketSession(self.stream, connection, end, self.limits, subprotocol)
         self.websocket = session
         if self.access_log is not None:

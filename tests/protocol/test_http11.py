@@ -700,3 +700,15 @@ def test_pipelined_heads_are_each_checked() -> None:
     server.start_next_cycle()
     with pytest.raises(ProtocolError):
         server.next_event()
+
+
+def test_release_drops_the_parser_state_after_an_upgrade() -> None:
+    conn = HTTP11Connection(Limits(), lambda: 0.0)
+    conn.receive_data(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nXY"
+    )
+    assert isinstance(conn.next_event(), RequestHead)
+    assert conn.trailing_data == b"XY"
+    conn.release()
+    assert conn.trailing_data == b""
