@@ -10,7 +10,6 @@ missing (it was, while this suite was written in parallel with the server).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,13 +36,6 @@ with warnings.catch_warnings():
         pass
 
 
-def _server_available() -> bool:
-    return importlib.util.find_spec("kitpy.__main__") is not None
-
-
-needs_server = pytest.mark.skipif(not _server_available(), reason="kitpy serve has not landed")
-
-
 @pytest.fixture
 def make_site(tmp_path: Path) -> MakeSite:
     counter = 0
@@ -62,8 +54,6 @@ def serve_dir() -> Iterator[ServeDir]:
     servers: list[Server] = []
 
     def run(site: Path, **options: object) -> Server:
-        if not _server_available():
-            pytest.skip("kitpy serve has not landed")
         server = start_server(site, **options)  # type: ignore[arg-type]
         servers.append(server)
         return server
@@ -89,8 +79,6 @@ def module_server(
     tmp_path_factory: pytest.TempPathFactory, files: dict[str, str], config: str
 ) -> Iterator[Server]:
     """Body of a module-scoped server fixture (hypothesis forbids function-scoped ones)."""
-    if not _server_available():
-        pytest.skip("kitpy serve has not landed")
     site = write_site(tmp_path_factory.mktemp("site") / "site", files, config)
     server = start_server(site)
     try:

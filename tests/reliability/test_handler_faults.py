@@ -26,7 +26,7 @@ import pytest
 import kitpy
 from kitpy.runtime.app import SiteApp
 
-from .conftest import RunningSite, needs_server, record_figure
+from .conftest import RunningSite, record_figure
 from .helpers import HOST, LatencyProbe, connect, exchange, get, read_until_close, write_site
 from .inproc import call, site_app
 from .sites import FAULTY, FAULTY_CONFIG, SECRET
@@ -124,7 +124,6 @@ async def test_unicode_header_value(app: SiteApp) -> None:
 # -- over the wire ------------------------------------------------------------------
 
 
-@needs_server
 def test_faults_affect_only_their_request(running_site: RunningSite) -> None:
     """Faulty handlers hammered in parallel while a probe keeps GETting /ping."""
     server = running_site(FAULTY, FAULTY_CONFIG)
@@ -160,7 +159,6 @@ def _settles(server: object, before: int) -> bool:
     return wait_for(lambda: server.fds() <= before + 2, 6)  # type: ignore[attr-defined]
 
 
-@needs_server
 def test_500_keeps_the_connection(running_site: RunningSite) -> None:
     server = running_site(FAULTY, FAULTY_CONFIG)
     sock = connect(server.port)
@@ -174,7 +172,6 @@ def test_500_keeps_the_connection(running_site: RunningSite) -> None:
     assert got.statuses == [500, 500, 200, 200], got.data[:500]
 
 
-@needs_server
 def test_stream_failure_truncates_and_server_survives(running_site: RunningSite) -> None:
     server = running_site(FAULTY, FAULTY_CONFIG)
     raw = f"GET /fault/stream_fails HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
@@ -187,7 +184,6 @@ def test_stream_failure_truncates_and_server_survives(running_site: RunningSite)
     assert get(server.port, "/ping").body == b"pong"
 
 
-@needs_server
 def test_header_injection_over_the_wire(running_site: RunningSite) -> None:
     server = running_site(FAULTY, FAULTY_CONFIG)
     for how in [*CRLF, "cookie", "cookie_attr"]:
@@ -211,7 +207,6 @@ def test_header_injection_over_the_wire(running_site: RunningSite) -> None:
     assert get(server.port, "/ping").body == b"pong"
 
 
-@needs_server
 def test_hung_client_connections_do_not_block_shutdown(running_site: RunningSite) -> None:
     """SIGTERM with a hanging handler in flight: exits within shutdown_timeout + slack."""
     server = running_site(FAULTY, FAULTY_CONFIG.replace("handler_timeout = 1.0", ""))

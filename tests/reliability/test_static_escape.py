@@ -16,7 +16,7 @@ import pytest
 
 from kitpy.runtime.app import SiteApp
 
-from .conftest import ServeDir, needs_server
+from .conftest import ServeDir
 from .helpers import HOST, exchange, get, parse_responses, write_site
 from .inproc import call, site_app
 from .sites import SECRET, STATIC, STATIC_CONFIG
@@ -134,7 +134,6 @@ async def test_route_answers_not_its_source(app: SiteApp) -> None:
     assert (status, body) == (200, b"route answered")
 
 
-@needs_server
 def test_no_escape_over_the_wire(serve_dir: ServeDir, tmp_path: Path) -> None:
     """Raw request targets through the real server: no leak, no 500, server alive."""
     server = serve_dir(_site(tmp_path / "wire"))
