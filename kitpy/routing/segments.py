@@ -40,7 +40,7 @@ __all__ = (
 _NAME = re.compile(r"([A-Za-z0-9_]+)(?:=([A-Za-z0-9_]+))?")
 _GROUP = re.compile(r"\([^)]+\)")
 _ESCAPE = re.compile(r"([xu])\+([0-9a-f]+)")
-# Characters that stay percent-encoded in a decoded request path (see matcher.py), so
+# Characters that stay percent-encoded in a decoded request path (see trie.py), so
 # static text from a file name is encoded the same way before it is compared.
 _ENCODE_STATIC = str.maketrans({"%": "%25", "/": "%2F", "?": "%3F", "#": "%23"})
 
@@ -113,7 +113,7 @@ def is_private_name(name: str) -> bool:
 
 
 def encode_static(text: str) -> str:
-    """Encode static route text the way :func:`kitpy.routing.matcher.decode_path` leaves
+    """Encode static route text the way :func:`kitpy.routing.trie.decode_path` leaves
     a request path: ``%``, ``/``, ``?`` and ``#`` stay percent-encoded."""
     return text.translate(_ENCODE_STATIC)
 

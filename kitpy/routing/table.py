@@ -7,7 +7,7 @@ Several routes may match one path: ``/foo-abc`` is matched by ``foo-abc.py``,
 ``foo-[c].py``, ``[b].py``, ``[[a=x]].py`` and ``[...catchall].py``. The table puts
 every route in one deterministic precedence order and a request goes to the first
 route in that order that matches, a rejecting matcher letting the next one try.
-matcher.py finds that route through a trie instead of scanning the list.
+trie.py finds that route through a trie instead of scanning the list.
 
 The order is SvelteKit's, as its code sorts (packages/kit/src/core/sync/
 create_manifest_data/sort.js), not as its docs simplify it. Both routes are cut into
@@ -61,9 +61,9 @@ from pathlib import Path
 from kitpy.errors import RouteConflictError, SiteError
 
 from .discover import RouteSpec, discover_routes
-from .matcher import RouteMatch, RouteTrie
-from .matchers import BUILTIN_MATCHERS
+from .param_matchers import BUILTIN_MATCHERS
 from .segments import Param, ParamKind, Segment, encode_static
+from .trie import RouteMatch, RouteTrie
 
 __all__ = ("RouteTable", "build_table", "sort_routes")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kitpy.routing import RouteMatch, RouteSpec, RouteTable, build_table
-from kitpy.routing.matcher import decode_path, split_path
 from kitpy.routing.segments import Param, ParamKind, encode_static
+from kitpy.routing.trie import decode_path, split_path
 
 from .conftest import MakeRoutes
 

@@ -12,7 +12,7 @@ rest or an optional would take, the route's other ways of cutting up the path ar
 tried before the next route (``/[...a=int]/[...b]`` takes ``/1/x`` as ``a="1"``).
 SvelteKit runs one regex match per route and gives up on the route instead. The two
 agree whenever a route can take a path in one way only, and on every path for routes
-without matchers (tests/routing/test_matcher.py checks the trie against a linear scan
+without matchers (tests/routing/test_trie.py checks the trie against a linear scan
 of SvelteKit-style regexes).
 
 Which route wins is decided by rank, its index in the precedence order of

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kitpy.routing import BUILTIN_MATCHERS
-from kitpy.routing.matchers import is_int, is_slug, is_uuid
+from kitpy.routing.param_matchers import is_int, is_slug, is_uuid
 
 
 @pytest.mark.parametrize(
