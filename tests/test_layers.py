@@ -1,4 +1,4 @@
-"""The layer rules of STYLE.md, checked on the source: a layer imports only what it may."""
+"""The layer rules of docs/architecture.md, checked on the source: what a layer may import."""
 
 from __future__ import annotations
 

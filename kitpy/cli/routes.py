@@ -55,7 +55,7 @@ def render_routes(site: Site) -> str:
 def shadow_warnings(site: Site) -> list[str]:
     """A line for each static file that answers a URL a route would otherwise get.
 
-    A static file wins over a route at the same path (DESIGN.md, "API details"), so
+    A static file wins over a route at the same path (docs/routes.md, "Static files"), so
     the route never sees that URL.
     """
     warnings: list[str] = []

@@ -1,4 +1,4 @@
-"""DurableObject: the class users subclass (DESIGN.md, "Durable objects")."""
+"""DurableObject: the class users subclass (docs/objects.md)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ message, one WebSocket close, one alarm. Each runs in its own task. The gate dec
 when an event may *start*; once started it runs to completion, as a coroutine, and
 can interleave with other started events at its await points.
 
-Cloudflare's promise (DESIGN.md, "Durable objects": "events for one object run one at
-a time while it awaits its own storage") is not "one event at a time, full stop".
+Cloudflare's promise (docs/objects.md, "Consistency": while an object awaits its own
+storage, no other event of that object starts) is not "one event at a time, full stop".
 It is:
 
 1. While the object awaits an operation on its own storage, the gate is *closed*: no

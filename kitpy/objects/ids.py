@@ -1,7 +1,7 @@
 """ObjectId: which durable object of a namespace a stub or state refers to.
 
 An id is 64 lowercase hex characters (256 bits), scoped to one namespace
-(DESIGN.md, "API details": "Ids are lowercase hex, per namespace"):
+(docs/objects.md, "Namespaces, ids and stubs"):
 
 - ``id_from_name(name)`` is a SHA-256 of the namespace and the name, so the same name
   gives the same id across restarts and machines, and a different id in another

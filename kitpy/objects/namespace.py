@@ -3,7 +3,7 @@
 ``await stub.fetch(path_or_url, request=None, *, method=, headers=, body=)`` builds
 the Request the object's ``fetch`` receives, and returns the object's Response
 unchanged -- a 101 with its WebSocket end included -- so an endpoint can return it
-as is (DESIGN.md, "Endpoints", case 3). The URL the object sees:
+as is (docs/endpoints.md, "WebSockets from an endpoint"). The URL the object sees:
 
 - an absolute URL (``"https://x/y?q"``, a :class:`~kitpy.http.url.URL`) is used as is;
 - a path, with or without its leading slash (``"websocket"``, ``"/websocket"``,

@@ -237,7 +237,7 @@ class DurableObjectState:
 
     def _gate_sends(self, ws: WebSocket) -> None:
         # The output gate for messages: a message that acknowledges a write must not
-        # leave before the write is durable (DESIGN.md, "Consistency"). The socket
+        # leave before the write is durable (docs/objects.md, "Consistency"). The socket
         # object stays the same (handlers compare identities), only its send waits.
         ws.set_output_gate(self._send_pending, self._send_flush)
 

@@ -1,6 +1,6 @@
 """File-based routing: discover ``routes/``, order by precedence, match paths.
 
-Pure functions of a file tree and a path string; see DESIGN.md, "Routes".
+Pure functions of a file tree and a path string; see docs/routes.md.
 """
 
 from __future__ import annotations

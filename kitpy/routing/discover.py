@@ -1,4 +1,4 @@
-"""Walk ``routes/`` into :class:`RouteSpec` values (DESIGN.md, "Routes").
+"""Walk ``routes/`` into :class:`RouteSpec` values (docs/routes.md).
 
 - A route file's URL is its path under ``routes/`` without ``.py``; ``index.py``
   stands for its folder. Only ``*.py`` files are routes.

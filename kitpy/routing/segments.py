@@ -1,6 +1,6 @@
 """Parse one file or folder name under ``routes/`` into a :class:`Segment`.
 
-A name is static text with parameters in square brackets (DESIGN.md, "Routes"):
+A name is static text with parameters in square brackets (docs/routes.md, "Segments"):
 
 =====================  ==========================================================
 ``about``              static text

@@ -21,7 +21,7 @@ most promising branch first and drops any branch that cannot beat the best match
 found so far. The result is the route that a linear scan of the ordered table would
 find first, without the scan.
 
-Decoding follows SvelteKit (DESIGN.md, "Routes"): the path is percent-decoded except
+Decoding follows SvelteKit (docs/routes.md, "Decoding"): the path is percent-decoded except
 ``%2F``, ``%3F``, ``%23`` and ``%25``, so an encoded slash stays inside one segment;
 each parameter value is then fully decoded (``/blog/a%2Fb`` gives ``"a/b"``).
 Matchers see decoded values.

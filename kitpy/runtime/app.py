@@ -3,7 +3,7 @@
 One request goes through these steps:
 
 1. ``/about/`` answers 308 with ``Location: /about`` (query kept); ``/`` stays
-   (DESIGN.md, "Routes"). This happens before the hooks.
+   (docs/routes.md, "Trailing slashes"). This happens before the hooks.
 2. Behind a trusted proxy, the client address and scheme come from X-Forwarded-*.
 3. The route is matched, so hooks see ``event.route`` and ``event.params``.
 4. ``handle(event, resolve)`` runs (the hooks' chain, or just ``resolve``);
@@ -42,6 +42,7 @@ from kitpy.runtime.hooks import (
 )
 from kitpy.runtime.results import ResultError, to_response
 from kitpy.runtime.site import Site, load_site
+from kitpy.runtime.static import StaticFiles
 
 __all__ = ("SiteApp", "load_app")
 
@@ -233,10 +234,4 @@ def _trailing_slash_redirect(request: Request) -> Response:
 
 
 def _static_responder(directory: Path) -> StaticResponder | None:
-    if not directory.is_dir():
-        return None
-    try:
-        from kitpy.runtime.static import StaticFiles
-    except ImportError:  # pragma: no cover - only while static.py is being written
-        return None
-    return StaticFiles(directory).respond
+    return StaticFiles(directory).respond if directory.is_dir() else None

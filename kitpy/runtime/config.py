@@ -1,7 +1,7 @@
 """kitpy.toml -> a typed :class:`SiteConfig`.
 
-The file is optional; every key is. Three sections are known (DESIGN.md, "A site" and
-"Durable objects"):
+The file is optional; every key is. Three sections are known (docs/server.md, "Settings", and
+docs/objects.md):
 
 ```toml
 [server]

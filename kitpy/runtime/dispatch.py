@@ -1,4 +1,4 @@
-"""Method lookup for one route file (DESIGN.md, "Endpoints").
+"""Method lookup for one route file (docs/endpoints.md).
 
 - ``get``, ``post``, ``put``, ``patch``, ``delete``, ``options`` answer their method;
   ``fallback`` answers any method the file has no handler for.

@@ -1,4 +1,4 @@
-"""RequestEvent: what hooks and handlers receive (DESIGN.md, "Endpoints").
+"""RequestEvent: what hooks and handlers receive (docs/endpoints.md, "The request event").
 
 | field | what |
 |---|---|

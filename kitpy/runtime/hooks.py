@@ -1,6 +1,6 @@
 """The ``handle`` / ``resolve`` chain, ``sequence()``, and error responses.
 
-A site's ``hooks.py`` may define (DESIGN.md, "Hooks"):
+A site's ``hooks.py`` may define (docs/hooks.md):
 
 ``async def handle(event, resolve)``
     Runs for every request, static files and WebSocket upgrades included. It returns
@@ -139,7 +139,7 @@ async def unexpected_error_response(
     """The 500 for an exception nobody handled (already logged by the caller).
 
     In serve mode the body is what ``handle_error`` returned, else a generic message.
-    In dev mode it is always the traceback (DESIGN.md, "Hooks"), with what
+    In dev mode it is always the traceback (docs/hooks.md), with what
     ``handle_error`` returned shown beside it.
     """
     body = await _call_handle_error(handle_error, error, event)

@@ -1,8 +1,8 @@
 """Import a site's Python files: routes, hooks.py, matchers.py and object bindings.
 
 The site folder is put first on ``sys.path`` so it is a package root: route files may
-``import routes._helpers`` and bindings name ``objects.room:Room`` (DESIGN.md, "API
-details"). Route files are imported by path under a module name derived from their
+``import routes._helpers`` and bindings name ``objects.room:Room`` (docs/routes.md,
+"Helpers"). Route files are imported by path under a module name derived from their
 place (``routes/about.py`` is ``routes.about``, the module ``import routes.about``
 gives); names with brackets are mangled, so relative imports work only from folders
 whose names are identifiers.

@@ -1,7 +1,7 @@
 """Files under a site's ``static/`` folder, served as-is from ``/``.
 
 The runtime asks :meth:`StaticFiles.respond` first for every request; a file wins over a
-route at the same path (DESIGN.md, "API details"), and ``None`` hands the request on to
+route at the same path (docs/routes.md, "Static files"), and ``None`` hands the request on to
 the routes. The choices, in the order a request meets them:
 
 Methods

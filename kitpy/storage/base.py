@@ -4,8 +4,8 @@ A :class:`StorageBackend` is one per site; ``backend.storage(namespace, object_i
 gives the per-object :class:`Storage` view a durable object sees as ``state.storage``.
 Values are JSON-compatible (``dict`` with ``str`` keys, ``list``, ``str``, ``int``,
 ``float``, ``bool``, ``None``) and are stored as JSON text; keys are non-empty ``str``.
-Key order is UTF-8 byte order, as Cloudflare's (DESIGN.md, "API details": ``start``
-inclusive, ``end`` exclusive).
+Key order is UTF-8 byte order, as Cloudflare's (docs/storage.md, "Reading":
+``start`` inclusive, ``end`` exclusive).
 
 Writes (``put``, ``delete``, ``delete_all``, ``set_alarm``, ``delete_alarm``) are plain
 functions: they validate and enqueue synchronously and return an awaitable that

@@ -1,7 +1,7 @@
 """The embedded store: one SQLite file per site (``<site>/.kitpy/storage.sqlite3``).
 
-Durability policy (DESIGN.md, "Durable objects": a write a response has acknowledged
-survives kill -9). The database runs in WAL mode with ``synchronous=FULL``: every
+Durability policy (docs/storage.md, "Writing and durability": a write a response has
+acknowledged survives kill -9). The database runs in WAL mode with ``synchronous=FULL``: every
 commit fsyncs the WAL before it returns, so a completed batch survives a process
 crash and a power loss. The engine (kitpy.storage.engine) commits a whole batch of
 writes in one transaction, so the fsync is paid once per batch, not once per write.

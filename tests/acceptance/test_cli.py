@@ -1,5 +1,5 @@
 """The command line: broken sites, ``kitpy routes``, ``kitpy new``; TestClient
-(DESIGN.md "CLI", "Testing a site")."""
+(docs/cli.md, docs/testing.md)."""
 
 from __future__ import annotations
 

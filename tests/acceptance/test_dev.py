@@ -1,4 +1,4 @@
-"""``kitpy dev``: route table, tracebacks shown, reload on change (DESIGN.md "CLI")."""
+"""``kitpy dev``: route table, tracebacks shown, reload on change (docs/cli.md)."""
 
 from __future__ import annotations
 

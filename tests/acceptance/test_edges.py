@@ -1,6 +1,6 @@
 """Edge cases an experienced SvelteKit / Starlette / Cloudflare user relies on.
 
-Where DESIGN.md is silent, the expectation is noted on the test.
+Where the docs are silent, the expectation is noted on the test.
 """
 
 from __future__ import annotations
@@ -545,7 +545,7 @@ def test_object_websocket_close_gets_code_and_reason(server: Server, client: htt
     assert last == [4005, "client leaving"]
 
 
-# -- server timeouts (defaults from DESIGN.md) ----------------------------------------
+# -- server timeouts (defaults from docs/server.md) ---------------------------------------
 
 
 def test_idle_keepalive_and_slowloris_are_closed(server: Server) -> None:

@@ -1,4 +1,4 @@
-"""Endpoints, the request event, return values, helpers and hooks (DESIGN.md)."""
+"""Endpoints, the request event, return values, helpers, hooks (docs/endpoints.md, hooks.md)."""
 
 from __future__ import annotations
 

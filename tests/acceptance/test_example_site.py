@@ -1,4 +1,4 @@
-"""example_site/ speaks the workers-chat-demo wire protocol (DESIGN.md "The example site")."""
+"""example_site/ speaks the workers-chat-demo wire protocol (docs/tutorial.md, "The full chat")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Durable objects: the article's 101 pass-through, storage, transactions, alarms,
-durability across restarts and crashes (DESIGN.md "Durable objects")."""
+durability across restarts and crashes (docs/objects.md, docs/storage.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ FILES: dict[str, str] = {
         rooms = "objects.room:Room"
         store = "objects.store:Store"
     """,
-    # the article's endpoint, verbatim from DESIGN.md
+    # the article's endpoint, verbatim from docs/objects.md
     "routes/api/rooms/[id]/[...rest].py": """
         async def get(event):
             rooms = event.platform.env.rooms

@@ -1,4 +1,4 @@
-"""Routes: every segment kind, precedence, decoding, trailing slashes (DESIGN.md "Routes")."""
+"""Routes: every segment kind, precedence, decoding, trailing slashes (docs/routes.md)."""
 
 from __future__ import annotations
 

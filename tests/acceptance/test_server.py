@@ -1,5 +1,5 @@
 """The server: HTTP/1.1 details, limits, static files, WebSocket origins and limits,
-graceful shutdown (DESIGN.md "Server", "API details")."""
+graceful shutdown (docs/server.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Issue #7, part 3: a handler that raises, hangs or returns garbage affects only its
 own request; part 4: header injection is a 500, never a split response.
 
-Where DESIGN.md is silent we expect what Starlette and Cloudflare users expect:
+Where the docs are silent we expect what Starlette and Cloudflare users expect:
 - a raising or garbage-returning handler: 500 with a generic body (no exception text,
   no traceback) under ``kitpy serve``; the connection stays usable (keep-alive), since
   a 500 is not a protocol error;
@@ -76,7 +76,7 @@ async def test_garbage_is_500(app: SiteApp, kind: str) -> None:
 
 @pytest.mark.anyio
 async def test_none_is_a_clear_answer(app: SiteApp) -> None:
-    # Returning None: DESIGN.md lists dict / Response only; a 500 or an empty 200/204
+    # Returning None: docs/endpoints.md lists dict / Response only; a 500 or an empty 200/204
     # are both defensible; it must not be a crash or a hang.
     answer = await call(app, "/fault/garbage/none")
     assert answer.status in (200, 204, 500)

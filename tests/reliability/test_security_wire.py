@@ -1,7 +1,7 @@
 """Issue #7, part 4 over a real server: cookies, proxy headers, logs.
 
 - ``event.cookies.set`` defaults: ``Path=/; HttpOnly; SameSite=Lax`` and ``Secure``
-  unless the request's host is localhost, 127.0.0.1 or ::1 (DESIGN.md, API details);
+  unless the request's host is localhost, 127.0.0.1 or ::1 (docs/endpoints.md, "The request event");
 - X-Forwarded-For / X-Forwarded-Proto are believed only from ``trusted_proxies``; the
   client is the right-most address that is not a trusted proxy (a value that is not an
   IP address should never become the client: test_found_bugs.py);

@@ -49,8 +49,8 @@ SLOW_CONFIG = """
 def _check_probe(probe: LatencyProbe, name: str) -> dict[str, float]:
     """Every probe request was answered (200 within the probe's 5 s timeout).
 
-    Latency is recorded, not asserted (STYLE.md: no timing assertions; the figures go
-    to docs/reliability.md).
+    Latency is recorded, not asserted (no timing assertions: the machine is noisy; the
+    figures go to docs/reliability.md).
     """
     summary = probe.summary()
     record_figure(f"{name}_probe_latency", summary)

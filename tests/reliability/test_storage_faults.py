@@ -6,7 +6,7 @@ kill, with the server gone, the SQLite file must pass ``PRAGMA integrity_check``
 hold every acknowledged write (and every transaction whole or not at all); a restarted
 server must serve them.
 
-Where DESIGN.md is silent: a write that cannot be stored (disk full, read-only store)
+Where the docs are silent: a write that cannot be stored (disk full, read-only store)
 must be an error the client sees (5xx) and a log line that says what and where, never a
 200 for data that is not on disk.
 """

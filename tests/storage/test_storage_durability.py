@@ -1,6 +1,6 @@
 """kill -9 in the middle of a write storm: every acknowledged write is on disk.
 
-DESIGN.md, "Durable objects": a write that a response or message has acknowledged
+docs/storage.md, "Writing and durability": a write that a response or message has acknowledged
 survives a crash (kill -9) of the server. The child process below prints a key only
 after the awaitable of its ``put`` completed, so each printed key was acknowledged.
 """
