@@ -7,6 +7,7 @@ included: ``async def get(event: RequestEvent) -> Response``,
 
 from __future__ import annotations
 
+from kitpy.errors import DurableObjectError as DurableObjectError
 from kitpy.errors import HTTPError as HTTPError
 from kitpy.errors import KitpyError as KitpyError
 from kitpy.errors import StorageError as StorageError
@@ -44,6 +45,7 @@ __all__ = (
     "URL",
     "Cookies",
     "DurableObject",
+    "DurableObjectError",
     "DurableObjectState",
     "Env",
     "FormData",

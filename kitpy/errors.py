@@ -12,6 +12,7 @@ from pathlib import Path
 
 __all__ = (
     "ConfigError",
+    "DurableObjectError",
     "HTTPError",
     "KitpyError",
     "RouteConflictError",
@@ -47,6 +48,21 @@ class RouteConflictError(SiteError):
 
 class StorageError(KitpyError):
     """A durable-storage operation failed (bad value, disk full, read-only store)."""
+
+
+class DurableObjectError(KitpyError):
+    """A durable object's RPC method raised an exception that cannot cross as itself.
+
+    ``HTTPError`` and Python's built-in exceptions reach the caller as the same type
+    and message; any other exception arrives as this, naming its type
+    (``type_name``, e.g. ``"objects.counter.LimitReached"``) and message
+    (``remote_message``). The object's log has the traceback.
+    """
+
+    def __init__(self, type_name: str, message: str = "") -> None:
+        self.type_name = type_name
+        self.remote_message = message
+        super().__init__(f"{type_name}: {message}" if message else type_name)
 
 
 class HTTPError(KitpyError):

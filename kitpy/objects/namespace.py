@@ -16,22 +16,30 @@ as is (docs/endpoints.md, "WebSockets from an endpoint"). The URL the object see
 With a ``request``, the object gets the same method, headers, body and client; the
 keywords ``method``, ``headers`` and ``body`` override them. Without one, the request
 is built from the keywords (``GET`` with no headers and no body by default).
+
+Every other public attribute of a stub is an RPC method of the object's class:
+``await stub.increment(by=2)`` (see :mod:`kitpy.objects.rpc` for the values and errors
+that cross). A name the class does not define as a callable public method -- or
+``fetch``'s siblings ``alarm`` and ``websocket_*`` -- is an AttributeError at once.
+``stub.id`` and ``stub.name`` are the stub's own, as on Cloudflare.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 from kitpy.http.headers import HeadersInit
 from kitpy.http.request import Request
 from kitpy.http.response import Response
 from kitpy.http.url import URL
+from kitpy.objects import rpc
 from kitpy.objects.ids import ObjectId, id_from_name, id_from_string, new_unique_id
 
 if TYPE_CHECKING:
     from kitpy.objects.registry import ObjectSystem
 
-__all__ = ("DEFAULT_ORIGIN", "Namespace", "Stub", "build_request")
+__all__ = ("DEFAULT_ORIGIN", "Namespace", "RemoteMethod", "Stub", "build_request")
 
 #: Where a relative path points when stub.fetch() is given no request.
 DEFAULT_ORIGIN = "https://fake-host"
@@ -115,6 +123,38 @@ class Stub:
         """
         built = build_request(path_or_url, request, method=method, headers=headers, body=body)
         return await self._system.fetch(self.id, built)
+
+    def __getattr__(self, name: str) -> RemoteMethod:
+        if name.startswith("__"):
+            raise AttributeError(name)  # copy, pickle and friends probe dunder names
+        rpc.check_method(self._system.object_class(self.id.namespace), name)
+        return RemoteMethod(self, name)
+
+
+class RemoteMethod:
+    """``stub.name``: calling it sends an RPC call and returns an awaitable of the result.
+
+    The arguments are checked and encoded at the call (a TypeError naming the
+    argument that cannot cross), so the object gets copies.
+    """
+
+    __slots__ = ("_stub", "name")
+
+    def __init__(self, stub: Stub, name: str) -> None:
+        self._stub = stub
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<RemoteMethod {self.name!r} of {self._stub!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        stub = self._stub
+        cls = stub._system.object_class(stub.id.namespace)
+        return self._send(rpc.encode_call(self.name, args, kwargs, cls))
+
+    async def _send(self, payload: bytes) -> Any:
+        stub = self._stub
+        return rpc.decode_outcome(await stub._system.call(stub.id, payload))
 
 
 def build_request(

@@ -21,6 +21,7 @@ client went away) does not cancel the object's work half-way, as on Cloudflare.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -29,9 +30,12 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from kitpy.errors import HTTPError
 from kitpy.http.request import Request
 from kitpy.http.response import Response
+from kitpy.http.results import to_response
 from kitpy.http.websocket import WebSocket, WebSocketClosed
+from kitpy.objects import rpc
 from kitpy.objects.alarms import MAX_RETRIES, RETRY_DELAY, AlarmScheduler
 from kitpy.objects.base import DurableObject
 from kitpy.objects.gate import InputGate, ObjectResetError, Outcome, Ticket
@@ -367,8 +371,72 @@ class ObjectSystem:
         """When the in-process timer of ``object_id``'s alarm fires, or None."""
         return self._alarms.scheduled(object_id.namespace, str(object_id))
 
+    def object_class(self, namespace: str) -> type[DurableObject]:
+        """The class bound as ``namespace`` (stubs check RPC names against it)."""
+        return self._classes[namespace]
+
     async def fetch(self, object_id: ObjectId, request: Request) -> Response:
         """Deliver ``request`` to the object's ``fetch`` and return its Response as is.
+
+        A response-shaped dict is converted with the endpoint rules
+        (:func:`kitpy.http.results.to_response`).
+        """
+        where = f"{self.object_class(object_id.namespace).__qualname__}.fetch()"
+
+        async def handler(instance: DurableObject) -> Response:
+            response = await instance.fetch(request)
+            if isinstance(response, dict):
+                return to_response(response, where)
+            if not isinstance(response, Response):
+                raise TypeError(
+                    f"{where} must return a Response or a response-shaped dict, "
+                    f"got {type(response).__name__}"
+                )
+            return response
+
+        return await self._deliver(object_id, handler)
+
+    async def call(self, object_id: ObjectId, payload: bytes) -> bytes:
+        """Run one RPC call (bytes of :func:`kitpy.objects.rpc.encode_call`) as an event
+        of the object; return its outcome (bytes of :mod:`kitpy.objects.rpc`).
+
+        Like ``fetch``, the call passes the input gate and its outcome leaves only
+        after the writes it issued are durable. Whatever goes wrong with the call
+        itself -- a malformed payload, a name that is not callable, the method
+        raising, a result that cannot cross -- is encoded in the outcome, not raised;
+        the object's log has the traceback of an unexpected exception.
+        """
+        cls = self.object_class(object_id.namespace)
+        try:
+            name, args, kwargs = rpc.decode_call(payload)
+            function = rpc.check_method(cls, name)
+        except (rpc.CallError, AttributeError) as exc:
+            return rpc.encode_error(exc)
+        label = f"{cls.__qualname__}.{name}()"
+        is_async = inspect.iscoroutinefunction(function)
+
+        async def handler(instance: DurableObject) -> bytes:
+            method = getattr(instance, name)
+            if is_async:
+                result = await method(*args, **kwargs)
+            else:
+                result = method(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+            return rpc.encode_result(result, label)
+
+        try:
+            return await self._deliver(object_id, handler)
+        except HTTPError as exc:
+            return rpc.encode_error(exc)
+        except Exception as exc:
+            logger.error("%s/%s: %s raised", object_id.namespace, object_id, label, exc_info=exc)
+            return rpc.encode_error(exc)
+
+    async def _deliver(
+        self, object_id: ObjectId, handler: Callable[[DurableObject], Awaitable[T]]
+    ) -> T:
+        """Run ``handler(instance)`` as one event of the object, in a task of the system.
 
         The event takes its place in the object's queue as soon as this coroutine
         starts, before the task that runs it is spawned: calls are delivered in the
@@ -377,16 +445,10 @@ class ObjectSystem:
         self._check_running()
         entry = self._entry(object_id)
         ticket = entry.gate.reserve()  # the order of calls is the order of delivery
-        outcome: Outcome[Response] = Outcome()
+        outcome: Outcome[T] = Outcome()
 
-        async def deliver() -> Response:
-            response = await entry.event(lambda: entry.instance.fetch(request), ticket)
-            if not isinstance(response, Response):
-                raise TypeError(
-                    f"{type(entry.instance).__qualname__}.fetch() must return a Response, "
-                    f"got {type(response).__name__}"
-                )
-            return response
+        async def deliver() -> T:
+            return await entry.event(lambda: handler(entry.instance), ticket)
 
         try:
             self._spawn(lambda: outcome.run(deliver))

@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup
 from kitpy.errors import HTTPError
 from kitpy.http.request import Request
 from kitpy.http.response import Response, text
+from kitpy.http.results import ResultError, to_response
 from kitpy.runtime.dispatch import dispatch
 from kitpy.runtime.event import Env, Platform, RequestEvent, client_and_url
 from kitpy.runtime.hooks import (
@@ -40,7 +41,6 @@ from kitpy.runtime.hooks import (
     http_error_response,
     unexpected_error_response,
 )
-from kitpy.runtime.results import ResultError, to_response
 from kitpy.runtime.site import Site, load_site
 from kitpy.runtime.static import StaticFiles
 

@@ -25,8 +25,8 @@ import anyio.to_thread
 
 from kitpy.errors import HTTPError, SiteError
 from kitpy.http.response import Response
+from kitpy.http.results import to_response
 from kitpy.runtime.event import RequestEvent
-from kitpy.runtime.results import to_response
 
 __all__ = ("HANDLER_NAMES", "Endpoint", "dispatch", "endpoint_from_module")
 

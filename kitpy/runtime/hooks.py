@@ -32,8 +32,8 @@ from typing import Any
 from kitpy.errors import HTTPError
 from kitpy.http.request import Request
 from kitpy.http.response import HTML_TYPE, Response, json, text
+from kitpy.http.results import to_response
 from kitpy.runtime.event import RequestEvent
-from kitpy.runtime.results import to_response
 
 __all__ = (
     "Handle",

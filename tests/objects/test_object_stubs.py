@@ -8,6 +8,7 @@ import pytest
 from conftest import RunObjects
 
 from kitpy import DurableObject, HTTPError, Request, Response, WebSocketPair, error, json
+from kitpy.http.results import ResultError
 from kitpy.objects import DurableObjectState
 from kitpy.objects.namespace import build_request
 from kitpy.storage import SqliteBackend
@@ -158,7 +159,7 @@ async def test_errors_of_the_object_reach_the_caller(run_objects: RunObjects) ->
 
     class Bad(DurableObject):
         async def fetch(self, request: Request) -> Response:
-            return {"status": 200}  # type: ignore[return-value]
+            return 42  # type: ignore[return-value]
 
     async with run_objects({"echo": Echo, "none": NoFetch, "bad": Bad}) as system:
         with pytest.raises(HTTPError, match="no such thing") as info:
@@ -166,7 +167,7 @@ async def test_errors_of_the_object_reach_the_caller(run_objects: RunObjects) ->
         assert info.value.status == 404
         with pytest.raises(NotImplementedError, match="NoFetch has no fetch"):
             await system.namespace("none").get_by_name("x").fetch("/")
-        with pytest.raises(TypeError, match=r"Bad.fetch\(\) must return a Response, got dict"):
+        with pytest.raises(TypeError, match=r"Bad.fetch\(\) must return a Response or a resp"):
             await system.namespace("bad").get_by_name("x").fetch("/")
         # The object is still usable after its handler raised.
         assert (await system.namespace("echo").get_by_name("x").fetch("/")).status == 200
@@ -221,3 +222,22 @@ async def test_a_response_leaves_only_after_its_writes_are_durable(
             assert await other.storage("w", str(stub.id)).get("k") == "v"
         finally:
             await other.aclose()
+
+
+async def test_fetch_may_return_a_response_shaped_dict(run_objects: RunObjects) -> None:
+    class Shaped(DurableObject):
+        async def fetch(self, request: Request) -> Response:
+            if request.url.path == "/bad":
+                return {"code": 1}  # type: ignore[return-value]
+            return {"status": 201, "headers": {"x-a": "1"}, "body": {"ok": True}}  # type: ignore[return-value]
+
+    async with run_objects({"s": Shaped}) as system:
+        stub = system.namespace("s").get_by_name("x")
+        response = await stub.fetch("/")
+        assert response.status == 201 and response.headers["x-a"] == "1"
+        assert response.headers["content-type"].startswith("application/json")
+        assert await _json(response) == {"ok": True}
+        with pytest.raises(
+            ResultError, match=r"Shaped.fetch\(\): returned a dict with unknown key 'code'"
+        ):
+            await stub.fetch("/bad")
