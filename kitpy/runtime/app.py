@@ -14,6 +14,10 @@ One request goes through these steps:
 
 ``lifespan()`` owns every background task: the durable object system (object tasks,
 alarms) and the tasks started by ``event.platform.wait_until``.
+
+The object system is built by an :data:`ObjectsFactory`: by default the embedded one
+(SQLite in the state folder, one process). The CLI passes another one (a cluster
+node's) when kitpy.toml has ``[cluster]``; this layer never imports it.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.from_thread
@@ -44,7 +48,10 @@ from kitpy.runtime.hooks import (
 from kitpy.runtime.site import Site, load_site
 from kitpy.runtime.static import StaticFiles
 
-__all__ = ("SiteApp", "load_app")
+if TYPE_CHECKING:
+    from kitpy.objects import ObjectSystem
+
+__all__ = ("ObjectsFactory", "SiteApp", "embedded_objects", "load_app")
 
 logger = logging.getLogger("kitpy")
 
@@ -54,25 +61,70 @@ DEFAULT_TASK_GRACE = 10.0
 StaticResponder = Callable[[Request], Awaitable[Response | None]]
 
 
-def load_app(site_dir: Path, *, dev: bool = False, state_dir: Path | None = None) -> SiteApp:
+class ObjectsFactory(Protocol):
+    """Builds a site's running object system; its context runs it until exit.
+
+    ``site`` gives the bindings and the config, ``env`` is what each object receives
+    as ``env``, ``state_dir`` the site's state folder (the embedded store lives there).
+    """
+
+    def __call__(
+        self, site: Site, env: Any, state_dir: Path
+    ) -> AbstractAsyncContextManager[ObjectSystem]: ...
+
+
+@asynccontextmanager
+async def embedded_objects(site: Site, env: Any, state_dir: Path) -> AsyncIterator[ObjectSystem]:
+    """The default: every object in this process, storage in ``state_dir``'s SQLite file."""
+    from kitpy.objects import ObjectSystem
+    from kitpy.storage import SqliteBackend
+
+    await anyio.Path(state_dir).mkdir(parents=True, exist_ok=True)
+    backend = SqliteBackend(state_dir / "storage.sqlite3")
+    try:
+        system = ObjectSystem(
+            backend, site.bindings, env, idle_timeout=site.config.server.object_idle_timeout
+        )
+        async with system.run():
+            yield system
+    finally:
+        await backend.aclose()
+
+
+def load_app(
+    site_dir: Path,
+    *,
+    dev: bool = False,
+    state_dir: Path | None = None,
+    objects: ObjectsFactory | None = None,
+) -> SiteApp:
     """Load the site at ``site_dir`` and return the app the server runs.
 
     ``dev`` shows tracebacks in 500 responses; ``state_dir`` is where durable storage
-    lives (default: the site's ``.kitpy/``).
+    lives (default: the site's ``.kitpy/``); ``objects`` builds the object system
+    (default: :func:`embedded_objects`).
 
     Raises:
         SiteError: the site is broken (names the file and line).
     """
-    return SiteApp(load_site(site_dir), dev=dev, state_dir=state_dir)
+    return SiteApp(load_site(site_dir), dev=dev, state_dir=state_dir, objects=objects)
 
 
 class SiteApp:
     """``await app(request) -> Response`` inside ``async with app.lifespan():``."""
 
-    def __init__(self, site: Site, *, dev: bool = False, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        dev: bool = False,
+        state_dir: Path | None = None,
+        objects: ObjectsFactory | None = None,
+    ) -> None:
         self.site = site
         self.dev = dev
         self.state_dir = state_dir if state_dir is not None else site.state_dir
+        self.objects: ObjectsFactory = objects if objects is not None else embedded_objects
         self.env = Env(site.config.env)
         self.platform = Platform(self.env, self._wait_until)
         self.task_grace = float(
@@ -106,19 +158,7 @@ class SiteApp:
                     tasks.cancel_scope.cancel()
 
     async def _start_objects(self, stack: AsyncExitStack) -> None:
-        from kitpy.objects import ObjectSystem
-        from kitpy.storage import SqliteBackend
-
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        backend = SqliteBackend(self.state_dir / "storage.sqlite3")
-        stack.push_async_callback(backend.aclose)
-        system = ObjectSystem(
-            backend,
-            self.site.bindings,
-            self.env,
-            idle_timeout=self.site.config.server.object_idle_timeout,
-        )
-        await stack.enter_async_context(system.run())
+        system = await stack.enter_async_context(self.objects(self.site, self.env, self.state_dir))
         for name in self.site.bindings:
             self.env._set(name, system.namespace(name))
 

@@ -130,3 +130,50 @@ def test_object_module_with_syntax_error_names_it(make_site: MakeSite) -> None:
     )
     with pytest.raises(SiteError, match=r"^objects/room\.py:1: syntax error"):
         load_site(site)
+
+
+def test_an_injected_objects_factory_builds_the_object_system(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    """SiteApp(objects=...) is the seam a cluster node plugs into: it replaces the
+    embedded SQLite store, and the objects still answer through it."""
+    import json as jsonlib
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+    from typing import Any
+
+    import anyio
+
+    from kitpy.http.request import Request
+    from kitpy.objects import ObjectSystem
+    from kitpy.runtime.app import load_app
+    from kitpy.runtime.site import Site
+    from kitpy.storage import MemoryBackend
+
+    built: list[str] = []
+
+    @asynccontextmanager
+    async def in_memory(site: Site, env: Any, state_dir: Path) -> AsyncIterator[ObjectSystem]:
+        built.append(",".join(site.bindings))
+        system = ObjectSystem(MemoryBackend(), site.bindings, env)
+        async with system.run():
+            yield system
+
+    state = tmp_path / "state"
+    app = load_app(make_site(SITE), state_dir=state, objects=in_memory)
+
+    async def go() -> list[int]:
+        counts = []
+        async with app.lifespan():
+            for _ in range(2):
+                request = Request("GET", "http://127.0.0.1/api/rooms/a/x", {"host": "127.0.0.1"})
+                response = await app(request)
+                counts.append(jsonlib.loads(response.body or b"")["n"])
+        return counts
+
+    try:
+        assert anyio.run(go) == [1, 2]
+    finally:
+        app.close()
+    assert built == ["rooms"]
+    assert not (state / "storage.sqlite3").exists()
