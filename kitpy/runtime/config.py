@@ -1,6 +1,6 @@
 """kitpy.toml -> a typed :class:`SiteConfig`.
 
-The file is optional; every key is. Three sections are known (docs/server.md, "Settings", and
+The file is optional; every key is. Four sections are known (docs/server.md, "Settings", and
 docs/objects.md):
 
 ```toml
@@ -16,25 +16,50 @@ rooms = "objects.room:Room"
 
 [env]
 GREETING = "hello"
+
+[cluster]
+postgres = "postgresql://kitpy@db.internal/kitpy"
+nats = "nats://nats.internal:4222"
+node = "web-1"
+lease_ttl = 3.0
 ```
 
 An unknown section or key, or a value of the wrong type, is a :class:`ConfigError`
 naming the file and the line of the key (``kitpy.toml:3: [server] port: expected an
 integer, got "80"``), so a typo never silently falls back to a default.
+
+``[cluster]`` keys may come from the environment instead (``KITPY_POSTGRES``,
+``KITPY_NATS``, ``KITPY_NODE``, ``KITPY_LEASE_TTL``; the environment wins):
+:func:`cluster_settings` merges both into :class:`ClusterSettings`, or None when no
+cluster is configured.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
 import re
+import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from kitpy.errors import ConfigError
 
-__all__ = ("CONFIG_NAME", "LIMIT_KEYS", "ServerConfig", "SiteConfig", "load_config")
+__all__ = (
+    "CLUSTER_ENV",
+    "CONFIG_NAME",
+    "LIMIT_KEYS",
+    "ClusterSettings",
+    "ServerConfig",
+    "SiteConfig",
+    "cluster_settings",
+    "load_config",
+)
 
 CONFIG_NAME = "kitpy.toml"
 
@@ -104,6 +129,8 @@ class SiteConfig:
     objects: dict[str, str] = field(default_factory=dict)
     #: Name -> value, as written.
     env: dict[str, Any] = field(default_factory=dict)
+    #: The ``[cluster]`` keys as written (types checked); see :func:`cluster_settings`.
+    cluster: dict[str, Any] = field(default_factory=dict)
 
     def binding_line(self, name: str) -> int | None:
         """The line of ``[objects] name`` in the file, for error messages."""
@@ -139,9 +166,11 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> SiteConfig:
         return ConfigError(f"{label}: {message}", CONFIG_NAME, line)
 
     for name, value in data.items():
-        if name not in ("server", "objects", "env"):
+        if name not in ("server", "objects", "env", "cluster"):
             raise fail(
-                None, name, "unknown section or key; kitpy.toml has [server], [objects], [env]"
+                None,
+                name,
+                "unknown section or key; kitpy.toml has [server], [objects], [env], [cluster]",
             )
         if not isinstance(value, dict):
             raise fail(None, name, f"expected a [{name}] table, got {_kind(value)}")
@@ -166,7 +195,8 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> SiteConfig:
             raise fail("env", name, "this name is also an [objects] binding; rename one")
         env[name] = value
 
-    return SiteConfig(path=path, server=server, objects=objects, env=env)
+    cluster = _parse_cluster(data.get("cluster", {}), fail)
+    return SiteConfig(path=path, server=server, objects=objects, env=env, cluster=cluster)
 
 
 def _parse_server(table: dict[str, Any], fail: Any) -> ServerConfig:
@@ -268,3 +298,153 @@ def _line_in(text: str, section: str | None, key: str) -> int | None:
             if re.match(rf"^\s*{re.escape(section)}\.{re.escape(key)}\s*=", line):
                 return number
     return None
+
+
+# -- [cluster] ---------------------------------------------------------------------------
+
+#: ``[cluster]`` key -> the environment variable that overrides it.
+CLUSTER_ENV = {
+    "postgres": "KITPY_POSTGRES",
+    "nats": "KITPY_NATS",
+    "node": "KITPY_NODE",
+    "lease_ttl": "KITPY_LEASE_TTL",
+}
+DEFAULT_LEASE_TTL = 3.0
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+_NATS_SCHEMES = ("nats", "tls")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where a cluster node finds its engines and who it is; checked, not yet reached.
+
+    ``sources`` tells, per key, where the value came from (``KITPY_NATS`` or
+    ``kitpy.toml:3: [cluster] nats``), so a later error (unreachable) can name it.
+    """
+
+    postgres: str
+    nats: str
+    node: str
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def source(self, key: str) -> str:
+        """The label naming where ``key`` was set, for error messages."""
+        return self.sources.get(key, f"[cluster] {key}")
+
+    def for_worker(self, index: int) -> ClusterSettings:
+        """The settings of worker ``index`` of ``kitpy serve --workers``: ``node-<index>``."""
+        return ClusterSettings(
+            self.postgres, self.nats, f"{self.node}-{index}", self.lease_ttl, self.sources
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def cluster_settings(
+    config: SiteConfig, environ: Mapping[str, str], *, port: int
+) -> ClusterSettings | None:
+    """``[cluster]`` merged with the ``KITPY_*`` environment (which wins), or None.
+
+    None when neither a PostgreSQL nor a NATS URL is set anywhere: the site runs on
+    one process. ``port`` makes the default node name, ``<host name>-<port>`` (with
+    port 0, ``<host name>-<process id>``).
+
+    Raises:
+        ConfigError: a value is bad, or one engine is set without the other; the
+            message starts with the key (``KITPY_LEASE_TTL: ...`` or
+            ``kitpy.toml:4: [cluster] lease_ttl: ...``).
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, variable in CLUSTER_ENV.items():
+        if environ.get(variable, "") != "":
+            values[key] = environ[variable]
+            sources[key] = variable
+        elif key in config.cluster:
+            values[key] = config.cluster[key]
+            line = _find_line(config.path, "cluster", key)
+            where = f"{CONFIG_NAME}:{line}" if line is not None else CONFIG_NAME
+            sources[key] = f"{where}: [cluster] {key}"
+    if "postgres" not in values and "nats" not in values:
+        return None
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{sources[key]}: {message}")
+
+    for key in ("postgres", "nats"):
+        if key not in values:
+            other = "postgres" if key == "nats" else "nats"
+            raise ConfigError(
+                f"{sources[other]} is set but {key} is not: a cluster needs both; "
+                f"set [cluster] {key} in {CONFIG_NAME} or {CLUSTER_ENV[key]}"
+            )
+    postgres = _check_url(values["postgres"], _POSTGRES_SCHEMES, "postgresql://", "postgres", fail)
+    nats = _check_url(values["nats"], _NATS_SCHEMES, "nats://", "nats", fail)
+
+    node = values.get("node")
+    if node is None:
+        node = _default_node(port)
+    elif not _NODE_NAME.match(node):
+        raise fail("node", f"expected letters, digits, '.', '_' or '-' (1 to 100), got {node!r}")
+
+    lease_ttl = DEFAULT_LEASE_TTL
+    if "lease_ttl" in values:
+        raw = values["lease_ttl"]
+        try:
+            lease_ttl = float(raw)
+        except ValueError:
+            raise fail("lease_ttl", f"expected a number of seconds, got {raw!r}") from None
+        if not math.isfinite(lease_ttl) or lease_ttl <= 0:
+            raise fail("lease_ttl", f"expected a positive number of seconds, got {raw!r}")
+    return ClusterSettings(postgres, nats, node, lease_ttl, sources)
+
+
+def _check_url(url: str, schemes: tuple[str, ...], shown: str, key: str, fail: Any) -> str:
+    parts: SplitResult | None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in schemes or not parts.netloc:
+        raise fail(key, f"not a {shown} URL: {redact_url(url)!r}")
+    if key == "nats" and not parts.hostname:
+        raise fail(key, f"no host in {redact_url(url)!r}")
+    return url
+
+
+def _default_node(port: int) -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:80] or "node"
+    if port == 0:
+        return f"{host}-{os.getpid()}"
+    return f"{host}-{port}"
+
+
+def _parse_cluster(table: dict[str, Any], fail: Any) -> dict[str, Any]:
+    """Type checks of ``[cluster]``; URLs and merging happen in :func:`cluster_settings`."""
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in CLUSTER_ENV:
+            raise fail("cluster", key, f"unknown key; known keys: {', '.join(CLUSTER_ENV)}")
+        if key == "lease_ttl":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise fail(
+                    "cluster", key, f"expected a positive number of seconds, got {_show(value)}"
+                )
+        elif not isinstance(value, str) or not value:
+            raise fail("cluster", key, f"expected a non-empty string, got {_show(value)}")
+        values[key] = value
+    return values
