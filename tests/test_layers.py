@@ -24,7 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "objects": {"storage", "http", "errors", "types"},
     "runtime": {"routing", "objects", "storage", "http", "errors", "types"},
     "server": {"protocol", "http", "types", "errors"},
+    "cluster": {"objects", "storage", "http", "errors", "types"},
     "cli": {
+        "cluster",
         "server",
         "runtime",
         "routing",
