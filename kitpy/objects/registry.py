@@ -117,13 +117,26 @@ class _Entry:
         self._socket_ready(ws)  # deliver what arrived before it was accepted
 
     def _socket_ready(self, ws: WebSocket) -> None:
-        if ws not in self.reading and not self.dead:
-            self.reading.add(ws)
+        if ws in self.reading or self.dead:
+            return
+        first: str | bytes | None = None
+        if self.state.auto_response is not None:
+            # Where an incoming message is first seen: the auto-response is answered
+            # here, with no task and no event; only another message starts a reader.
             try:
-                self.spawn(lambda: self._read(ws))
-            except BaseException:
-                self.reading.discard(ws)
-                raise
+                while (first := ws.receive_nowait()) is not None:
+                    if not self.state.auto_answer(ws, first):
+                        break
+                else:
+                    return
+            except WebSocketClosed:
+                first = None  # the reader finds the close again and delivers it
+        self.reading.add(ws)
+        try:
+            self.spawn(lambda: self._read(ws, first))
+        except BaseException:
+            self.reading.discard(ws)
+            raise
 
     def alarm_changed(self, when: float | None) -> None:
         if when is None:
@@ -176,21 +189,29 @@ class _Entry:
         except Exception:
             logger.exception("storage of %s/%s failed to sync", *self.key)
 
-    async def _read(self, ws: WebSocket) -> None:
-        """Deliver ``ws``'s queued messages one at a time, in order, then its close.
+    async def _read(self, ws: WebSocket, first: str | bytes | None) -> None:
+        """Deliver ``first`` and ``ws``'s queued messages one at a time, in order, then
+        its close; an auto-response's request is answered without an event.
 
         Returns once nothing is queued; the socket's listener starts the next run.
         """
         obj = self.instance
+        state = self.state
         try:
             while True:
-                try:
-                    message = ws.receive_nowait()
-                except WebSocketClosed as closed:
-                    code, reason = closed.code, closed.reason
-                    break
-                if message is None:
-                    return  # `reading` is cleared below with no await in between
+                if first is None:
+                    try:
+                        queued = ws.receive_nowait()
+                    except WebSocketClosed as closed:
+                        code, reason = closed.code, closed.reason
+                        break
+                    if queued is None:
+                        return  # `reading` is cleared below with no await in between
+                    if state.auto_response is not None and state.auto_answer(ws, queued):
+                        continue
+                    message = queued
+                else:
+                    message, first = first, None
                 await self._socket_event(ws, functools.partial(obj.websocket_message, ws, message))
         finally:
             self.reading.discard(ws)

@@ -7,15 +7,19 @@
   ``delete_alarm`` also (re)arm the in-process timer;
 - accepted WebSockets (``accept_websocket``, ``get_websockets``, ``get_tags``): a
   closed socket leaves the list at once, even with messages still queued;
+- the auto-response (``set_websocket_auto_response``): a text message equal to the
+  request is answered by the object system where the message is first seen, without
+  an event, and its time is kept per socket;
 - ``block_concurrency_while(work)`` and ``wait_until(coro)``.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload
 
 from kitpy.http.websocket import WebSocket
@@ -32,6 +36,8 @@ _MISSING: Any = object()
 #: Cloudflare's limits on tags per accepted WebSocket and on one tag's length.
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 256
+#: Cloudflare's limit on the length of an auto-response's request and response.
+MAX_AUTO_RESPONSE_LENGTH = 2048
 
 
 class ObjectHost(Protocol):
@@ -183,6 +189,9 @@ class DurableObjectState:
         self._gate = gate
         self._host = host
         self._sockets: dict[WebSocket, tuple[str, ...]] = {}  # in accept order
+        #: (request, response) of the auto-response, or None.
+        self.auto_response: tuple[str, str] | None = None
+        self._auto_times: dict[WebSocket, float] = {}  # epoch seconds of the last answer
         # The output gate of every socket: made once here, not once per socket.
         storage = self.storage
         self._send_pending: Callable[[], bool] = lambda: storage.dirty
@@ -230,6 +239,57 @@ class DurableObjectState:
 
     def _forget(self, ws: WebSocket) -> None:
         self._sockets.pop(ws, None)
+        self._auto_times.pop(ws, None)
+
+    # -- auto-response ----------------------------------------------------------------------
+
+    def set_websocket_auto_response(
+        self, request: str | None = None, response: str | None = None
+    ) -> None:
+        """Answer a text message equal to ``request`` with ``response``, on every socket
+        this object accepted, without an event: the object's handlers do not run and
+        its input gate is not consulted (heartbeats cost nothing).
+
+        ``set_websocket_auto_response(None)`` (or no arguments) turns it off. Both
+        strings are at most 2048 characters.
+        """
+        if request is None:
+            if response is not None:
+                raise TypeError("set_websocket_auto_response(None) takes no response")
+            self.auto_response = None
+            return
+        for name, value in (("request", request), ("response", response)):
+            if not isinstance(value, str):
+                raise TypeError(
+                    f"set_websocket_auto_response() takes str {name}, got {type(value).__name__}"
+                )
+            if len(value) > MAX_AUTO_RESPONSE_LENGTH:
+                raise ValueError(
+                    f"the auto-response {name} is at most {MAX_AUTO_RESPONSE_LENGTH} "
+                    f"characters, got {len(value)}"
+                )
+        assert response is not None
+        self.auto_response = (request, response)
+
+    def get_websocket_auto_response(self) -> tuple[str, str] | None:
+        """``(request, response)`` as set, or None."""
+        return self.auto_response
+
+    def get_websocket_auto_response_timestamp(self, ws: WebSocket) -> datetime | None:
+        """When ``ws`` was last answered by the auto-response (aware, UTC), or None."""
+        at = self._auto_times.get(ws)
+        return None if at is None else datetime.fromtimestamp(at, UTC)
+
+    def auto_answer(self, ws: WebSocket, message: str | bytes) -> bool:
+        """For the object system: answer ``message`` if it is the auto-response's
+        request (True), else leave it for an event (False)."""
+        auto = self.auto_response
+        if auto is None or message != auto[0]:
+            return False
+        if not ws.closed:
+            ws.send_nowait(auto[1])
+            self._auto_times[ws] = time.time()
+        return True
 
     @property
     def has_websockets(self) -> bool:
