@@ -14,6 +14,7 @@ __all__ = (
     "ConfigError",
     "DurableObjectError",
     "HTTPError",
+    "InitError",
     "KitpyError",
     "RouteConflictError",
     "SiteError",
@@ -40,6 +41,14 @@ class SiteError(KitpyError):
 
 class ConfigError(SiteError):
     """kitpy.toml is unreadable or has a bad key or value."""
+
+
+class InitError(SiteError):
+    """``init()`` of hooks.py raised ``error`` (also its ``__cause__``)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        super().__init__(f"init() raised {type(error).__name__}: {error}", "hooks.py")
 
 
 class RouteConflictError(SiteError):

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kitpy.errors import KitpyError
+from kitpy.errors import InitError, KitpyError
 from kitpy.http.response import Response
 from kitpy.http.response import html as html_response
 from kitpy.http.response import json as json_response
@@ -612,6 +612,10 @@ def _run_worker(args: argparse.Namespace) -> int:
         options["allowed_origins"] = list(allowed_origins)
     try:
         run(app, **options)
+    except InitError as exc:
+        traceback.print_exception(exc.error, file=sys.stderr)
+        _say(sys.stderr, style(f"  kitpy dev: {exc}", "red", "bold"))
+        return 1
     except OSError as exc:
         _say(
             sys.stderr,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from kitpy.errors import KitpyError, SiteError
+from kitpy.errors import InitError, KitpyError, SiteError
 
 __all__ = ("build_parser", "main")
 
@@ -91,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.run(args)
     except KitpyError as exc:
+        if isinstance(exc, InitError):
+            traceback.print_exception(exc.error, file=sys.stderr)
         sys.stderr.write(f"kitpy: {_message(exc, getattr(args, 'directory', '.'))}\n")
         return 1
     except KeyboardInterrupt:

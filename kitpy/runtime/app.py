@@ -13,7 +13,8 @@ One request goes through these steps:
 5. Cookies set through ``event.cookies`` are added to the final response.
 
 ``lifespan()`` owns every background task: the durable object system (object tasks,
-alarms) and the tasks started by ``event.platform.wait_until``.
+alarms) and the tasks started by ``event.platform.wait_until``. Entering it runs
+``init()`` of hooks.py once, after the objects are up and before the first request.
 
 The object system is built by an :data:`ObjectsFactory`: by default the embedded one
 (SQLite in the state folder, one process). The CLI passes another one (a cluster
@@ -34,7 +35,7 @@ import anyio
 import anyio.from_thread
 from anyio.abc import TaskGroup
 
-from kitpy.errors import HTTPError
+from kitpy.errors import HTTPError, InitError
 from kitpy.http.request import Request
 from kitpy.http.response import Response, text
 from kitpy.http.results import ResultError, to_response
@@ -140,10 +141,16 @@ class SiteApp:
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Run the object system and own ``wait_until`` tasks until exit."""
+        """Run the object system, then ``init()``, and own ``wait_until`` tasks until exit.
+
+        Raises:
+            InitError: ``init()`` raised (the exception is its ``error``).
+        """
         async with AsyncExitStack() as stack:
             if self.site.bindings:
                 await self._start_objects(stack)
+            if self.site.init is not None:
+                await self._init(self.site.init)
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
                 self._loop_thread = threading.get_ident()
@@ -161,6 +168,19 @@ class SiteApp:
         system = await stack.enter_async_context(self.objects(self.site, self.env, self.state_dir))
         for name in self.site.bindings:
             self.env._set(name, system.namespace(name))
+
+    async def _init(self, init: Callable[..., Any]) -> None:
+        """Run ``init()`` (or ``init(env)`` when it takes an argument), sync or async."""
+        try:
+            takes_env = bool(inspect.signature(init).parameters)
+        except (TypeError, ValueError):
+            takes_env = False
+        try:
+            result = init(self.env) if takes_env else init()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            raise InitError(exc) from exc
 
     def _wait_until(self, awaitable: Awaitable[Any]) -> None:
         if not inspect.isawaitable(awaitable):

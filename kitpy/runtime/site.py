@@ -37,6 +37,8 @@ class Site:
     endpoints: dict[str, Endpoint]
     handle: Callable[..., Any] | None = None
     handle_error: HandleError | None = None
+    #: ``init()`` of hooks.py: runs once before the first request.
+    init: Callable[..., Any] | None = None
     #: Binding name -> DurableObject subclass, from ``[objects]``.
     bindings: dict[str, type[Any]] = field(default_factory=dict)
     _closed: bool = field(default=False, repr=False)
@@ -89,12 +91,13 @@ def load_site(site_dir: Path | str) -> Site:
             shown = display_path(root, file)
             module = import_file(root, file, route_module_name(routes_dir, file))
             endpoints[route.id] = endpoint_from_module(module, route.id, shown)
-        handle = handle_error = None
+        handle = handle_error = init = None
         hooks_file = root / "hooks.py"
         if hooks_file.is_file():
             hooks = import_file(root, hooks_file, "hooks")
             handle = _hook(hooks, "handle")
             handle_error = _hook(hooks, "handle_error")
+            init = _hook(hooks, "init")
         bindings = {name: import_binding(root, config, name) for name in config.objects}
     except BaseException:
         deactivate_site(root)
@@ -106,6 +109,7 @@ def load_site(site_dir: Path | str) -> Site:
         endpoints=endpoints,
         handle=handle,
         handle_error=handle_error,
+        init=init,
         bindings=bindings,
     )
 
