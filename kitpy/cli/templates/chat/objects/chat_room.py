@@ -186,11 +186,9 @@ class ChatRoom(DurableObject):
 
     async def _allowed(self, ws, address):
         """Ask this address's RateLimiter; tell the client when it says no."""
-        limiters = self.env.limiters
-        limiter = limiters.get(limiters.id_from_name(address))
+        limiter = self.env.limiters.get_by_name(address)
         try:
-            response = await limiter.fetch("/", method="POST")
-            verdict = json.loads(response.body)
+            verdict = await limiter.acquire()
         except Exception:
             logger.exception("the rate limiter failed; closing the socket")
             await ws.close(1011, "rate limiter unavailable")
