@@ -16,6 +16,11 @@
 
 Events run in their own tasks, not in the caller's: a caller that gives up (its
 client went away) does not cancel the object's work half-way, as on Cloudflare.
+
+On a cluster node the system is given a :class:`Router`: an event for an object with
+no live instance here goes through it (it runs the event here if this node owns the
+object, else forwards it to the owner; events the owner receives come back with
+``routed=False``). On one process there is no router and nothing changes.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -44,7 +49,7 @@ from kitpy.objects.namespace import Namespace
 from kitpy.objects.state import DurableObjectState
 from kitpy.storage.base import StorageBackend
 
-__all__ = ("ObjectSystem",)
+__all__ = ("ObjectSystem", "Router")
 
 logger = logging.getLogger("kitpy.objects")
 
@@ -244,6 +249,16 @@ class _Entry:
             logger.exception("%s/%s: a WebSocket event failed", *self.key)
 
 
+class Router(Protocol):
+    """Where the events of objects with no live instance here go (a cluster node)."""
+
+    async def fetch(self, object_id: ObjectId, request: Request) -> Response: ...
+    async def call(self, object_id: ObjectId, payload: bytes) -> bytes: ...
+    async def alarm(self, namespace: str, object_id: str) -> None: ...
+    def released(self, namespace: str, object_id: str) -> None:
+        """An idle instance left memory here."""
+
+
 class ObjectSystem:
     """Every durable object of a site: bindings, live instances, alarms, tasks.
 
@@ -254,6 +269,7 @@ class ObjectSystem:
         idle_timeout: seconds without activity before an instance leaves memory.
         alarm_retry_delay: first retry delay of a failing ``alarm()``; doubles each time.
         alarm_max_retries: retries of a failing ``alarm()`` before it is dropped.
+        router: on a cluster node, where events of objects not live here go.
     """
 
     def __init__(
@@ -265,6 +281,7 @@ class ObjectSystem:
         idle_timeout: float = IDLE_TIMEOUT,
         alarm_retry_delay: float = RETRY_DELAY,
         alarm_max_retries: int = MAX_RETRIES,
+        router: Router | None = None,
     ) -> None:
         for name, cls in classes.items():
             if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
@@ -284,6 +301,12 @@ class ObjectSystem:
             self, retry_delay=alarm_retry_delay, max_retries=alarm_max_retries
         )
         self._tg: anyio.abc.TaskGroup | None = None
+        self._router = router
+
+    @property
+    def bindings(self) -> Mapping[str, type[DurableObject]]:
+        """Binding name -> class."""
+        return self._classes
 
     def namespace(self, name: str) -> Namespace:
         """The namespace bound as ``name`` (its ids, stubs)."""
@@ -359,6 +382,8 @@ class ObjectSystem:
                 if entry.idle and now - entry.touched >= self._idle_timeout:
                     del self._entries[entry.key]
                     entry.dead = True
+                    if self._router is not None:
+                        self._router.released(*entry.key)
 
     async def _rearm_alarms(self) -> None:
         for namespace, object_id, when in await self._backend.pending_alarms():
@@ -383,6 +408,30 @@ class ObjectSystem:
                 self._entries[key] = entry
         return entry
 
+    def is_live(self, namespace: str, object_id: str) -> bool:
+        """True while an instance of the object is in memory here."""
+        return (namespace, object_id) in self._entries
+
+    def _routes(self, namespace: str, object_id: str, routed: bool) -> Router | None:
+        """The router to send this event through, or None to run it here."""
+        router = self._router
+        if router is None or not routed or (namespace, object_id) in self._entries:
+            return None
+        return router
+
+    def evict(self, namespace: str, object_id: str, code: int, reason: str) -> None:
+        """Drop the live instance (this node lost the object): its sockets get ``code``."""
+        entry = self._entries.get((namespace, object_id))
+        if entry is not None:
+            entry.kill(RuntimeError(f"{namespace}/{object_id}: {reason}"), code, reason)
+
+    async def ensure_alarm(self, namespace: str, object_id: str) -> None:
+        """Arm the stored alarm of an object (owned here) unless a timer has it already."""
+        if self._alarms.scheduled(namespace, object_id) is None:
+            when = await self._backend.storage(namespace, object_id).get_alarm()
+            if when is not None and self._alarms.scheduled(namespace, object_id) is None:
+                self._alarms.set(namespace, object_id, when)
+
     def live_instance(self, object_id: ObjectId) -> DurableObject | None:
         """The instance in memory for ``object_id``, or None (for tests and tools)."""
         entry = self._entries.get((object_id.namespace, str(object_id)))
@@ -396,12 +445,17 @@ class ObjectSystem:
         """The class bound as ``namespace`` (stubs check RPC names against it)."""
         return self._classes[namespace]
 
-    async def fetch(self, object_id: ObjectId, request: Request) -> Response:
+    async def fetch(
+        self, object_id: ObjectId, request: Request, *, routed: bool = True
+    ) -> Response:
         """Deliver ``request`` to the object's ``fetch`` and return its Response as is.
 
         A response-shaped dict is converted with the endpoint rules
         (:func:`kitpy.http.results.to_response`).
         """
+        router = self._routes(object_id.namespace, str(object_id), routed)
+        if router is not None:
+            return await router.fetch(object_id, request)
         where = f"{self.object_class(object_id.namespace).__qualname__}.fetch()"
 
         async def handler(instance: DurableObject) -> Response:
@@ -417,7 +471,7 @@ class ObjectSystem:
 
         return await self._deliver(object_id, handler)
 
-    async def call(self, object_id: ObjectId, payload: bytes) -> bytes:
+    async def call(self, object_id: ObjectId, payload: bytes, *, routed: bool = True) -> bytes:
         """Run one RPC call (bytes of :func:`kitpy.objects.rpc.encode_call`) as an event
         of the object; return its outcome (bytes of :mod:`kitpy.objects.rpc`).
 
@@ -427,6 +481,9 @@ class ObjectSystem:
         raising, a result that cannot cross -- is encoded in the outcome, not raised;
         the object's log has the traceback of an unexpected exception.
         """
+        router = self._routes(object_id.namespace, str(object_id), routed)
+        if router is not None:
+            return await router.call(object_id, payload)
         cls = self.object_class(object_id.namespace)
         try:
             name, args, kwargs = rpc.decode_call(payload)
@@ -478,8 +535,12 @@ class ObjectSystem:
             raise
         return await outcome
 
-    async def run_alarm(self, namespace: str, object_id: str) -> None:
+    async def run_alarm(self, namespace: str, object_id: str, *, routed: bool = True) -> None:
         """Deliver one alarm event (for the scheduler)."""
+        router = self._routes(namespace, object_id, routed)
+        if router is not None:
+            await router.alarm(namespace, object_id)  # its owner fires it
+            return
         entry = self._entry(ObjectId(namespace, object_id))
         if type(entry.instance).alarm is DurableObject.alarm:
             logger.error(
@@ -492,5 +553,14 @@ class ObjectSystem:
         await entry.event(entry.instance.alarm)
 
     def clear_alarm(self, namespace: str, object_id: str) -> Awaitable[None]:
-        """Delete a fired alarm from storage (for the scheduler)."""
+        """Delete a fired alarm from storage (for the scheduler).
+
+        On a cluster node, an alarm handed to its owner is the owner's to delete.
+        """
+        if self._routes(namespace, object_id, True) is not None:
+            return _nothing()
         return self._backend.storage(namespace, object_id).delete_alarm()
+
+
+async def _nothing() -> None:
+    return None
