@@ -1,0 +1,304 @@
+"""Routing between nodes over a real NATS server, nodes in one process, a fake placement.
+
+Each node is :func:`kitpy.cluster.node.run_node` with its own NATS connection; a
+shared ownership table stands in for PostgreSQL (the real placement is tested with
+real ``kitpy serve`` processes in test_cluster_routing.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import nats
+import pytest
+from engines import NatsEngine
+
+from kitpy import DurableObject, Request, Response, WebSocketPair
+from kitpy.cluster.remote import RemoteObjects
+from kitpy.cluster.transport import CHUNK_SIZE, Transport
+from kitpy.errors import HTTPError
+from kitpy.http.websocket import WebSocket, WebSocketClosed
+from kitpy.objects.registry import ObjectSystem
+from kitpy.storage import MemoryBackend
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Local:
+    epoch: int
+
+
+@dataclass
+class Remote:
+    node: str
+    inbox: str
+
+
+class Table:
+    """Who owns what: first locate claims, as the real placement does."""
+
+    def __init__(self) -> None:
+        self.owners: dict[tuple[str, str], str] = {}
+        self.locates = 0
+
+
+class FakePlacement:
+    def __init__(self, table: Table, node: str) -> None:
+        self.table = table
+        self.node = node
+        self.lost: list[Callable[[str, str], None]] = []
+        self.dead: list[Callable[[str], None]] = []
+        self.released: list[tuple[str, str]] = []
+
+    async def locate(self, namespace: str, object_id: str) -> Local | Remote:
+        self.table.locates += 1
+        owner = self.table.owners.setdefault((namespace, object_id), self.node)
+        return Local(1) if owner == self.node else Remote(owner, f"inbox-of-{owner}")
+
+    def release_local(self, namespace: str, object_id: str) -> None:
+        self.released.append((namespace, object_id))
+
+    def on_lost(self, callback: Callable[[str, str], None]) -> None:
+        self.lost.append(callback)
+
+    async def live_nodes(self) -> dict[str, str]:
+        return {}
+
+    def on_node_dead(self, callback: Callable[[str], None]) -> None:
+        self.dead.append(callback)
+
+
+class Counter(DurableObject):
+    async def increment(self, by: int = 1) -> int:
+        value = (await self.state.storage.get("n") or 0) + by
+        await self.state.storage.put("n", value)
+        return int(value)
+
+    async def echo_bytes(self, data: bytes) -> bytes:
+        return data[::-1]
+
+    async def missing(self, key: str) -> None:
+        raise KeyError(key)
+
+    async def fetch(self, request: Request) -> Response:
+        if request.url.path == "/404":
+            raise HTTPError(404, "no such thing")
+        if request.url.path == "/ws":
+            client, server = WebSocketPair()
+            self.state.accept_websocket(server, tags=[request.headers.get("x-tag", "all")])
+            server.serialize_attachment({"who": request.headers.get("x-who")})
+            return Response(status=101, websocket=client)
+        if request.url.path == "/broadcast":
+            text = await request.text()
+            for ws in self.state.get_websockets():
+                await ws.send(text)
+            return Response(str(len(self.state.get_websockets())))
+        body = await request.body()
+        size = int(request.headers.get("x-reply-size", "0"))
+
+        def chunks() -> Any:
+            for i in range(0, size, 10_000):
+                yield bytes([i % 251]) * min(10_000, size - i)
+
+        headers = {"x-got": str(len(body)), "x-sha": hashlib.sha256(body).hexdigest()}
+        return Response(chunks(), headers=headers)
+
+    async def websocket_message(self, ws: WebSocket, message: str | bytes) -> None:
+        if message == "who":
+            await ws.send(str(ws.deserialize_attachment()["who"]))
+        elif message == "tags":
+            await ws.send(",".join(self.state.get_tags(ws)))
+        elif message == "bye":
+            await ws.close(4001, "asked to")
+        else:
+            await ws.send(f"echo:{message!r}")
+
+
+@dataclass
+class NodeParts:
+    name: str
+    system: ObjectSystem
+    remote: RemoteObjects
+    transport: Transport
+    placement: FakePlacement
+
+
+@asynccontextmanager
+async def cluster(url: str, names: list[str]) -> AsyncIterator[tuple[Table, list[NodeParts]]]:
+    from kitpy.cluster.node import run_node
+
+    table = Table()
+    nodes = []
+    async with AsyncExitStack() as stack:
+        for name in names:
+            placement = FakePlacement(table, name)
+            transport = Transport(url, "kitpy.test-" + "-".join(names), name)
+            system = await stack.enter_async_context(
+                run_node(
+                    bindings={"counters": Counter},
+                    env=None,
+                    backend=MemoryBackend(),
+                    placement=placement,
+                    transport=transport,
+                    lease_ttl=1.0,
+                    idle_timeout=30.0,
+                )
+            )
+            assert isinstance(system._router, RemoteObjects)
+            nodes.append(NodeParts(name, system, system._router, transport, placement))
+        yield table, nodes
+
+
+async def test_rpc_runs_on_the_owner_and_returns_its_bytes(nats_server: NatsEngine) -> None:
+    async with cluster(nats_server.url, ["a1", "b1"]) as (table, (a, b)):
+        stub_b = b.system.namespace("counters").get_by_name("x")
+        assert await stub_b.increment() == 1  # b claims it
+        stub_a = a.system.namespace("counters").get_by_name("x")
+        assert await stub_a.increment(by=2) == 3
+        assert await stub_a.increment(by=2) == 5
+        assert await stub_a.echo_bytes(b"\x00\xffab") == b"ba\xff\x00"
+        assert a.system.live_instance(stub_a.id) is None
+        assert b.system.live_instance(stub_a.id) is not None
+        locates = table.locates
+        assert await stub_a.increment() == 6
+        assert table.locates == locates  # the owner is remembered
+        with pytest.raises(KeyError, match="'k'"):
+            await stub_a.missing("k")
+
+
+async def test_fetch_streams_bodies_larger_than_a_chunk_both_ways(
+    nats_server: NatsEngine,
+) -> None:
+    async with cluster(nats_server.url, ["a2", "b2"]) as (table, (a, b)):
+        await b.system.namespace("counters").get_by_name("big").increment()
+        stub = a.system.namespace("counters").get_by_name("big")
+        sent = bytes(range(256)) * (CHUNK_SIZE * 5 // 256 + 7)
+
+        async def body() -> AsyncIterator[bytes]:
+            for i in range(0, len(sent), 5000):
+                yield sent[i : i + 5000]
+
+        request = Request("POST", "https://x/up", {"x-reply-size": "700000"}, body())
+        response = await stub.fetch(request)
+        assert response.status == 200
+        assert response.headers["x-got"] == str(len(sent))
+        assert response.headers["x-sha"] == hashlib.sha256(sent).hexdigest()
+        assert response.stream is not None
+        got = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+        expected = b"".join(
+            bytes([i % 251]) * min(10_000, 700_000 - i) for i in range(0, 700_000, 10_000)
+        )
+        assert got == expected
+        # a small body goes in one frame, inline both ways
+        small = await stub.fetch("/small", method="PUT", body=b"abc")
+        assert small.headers["x-got"] == "3" and small.body == b""
+        with pytest.raises(HTTPError) as raised:
+            await stub.fetch("/404")
+        assert raised.value.status == 404
+
+
+async def test_not_owner_answers_make_the_caller_locate_again(nats_server: NatsEngine) -> None:
+    async with cluster(nats_server.url, ["a3", "b3"]) as (table, (a, b)):
+        stub = a.system.namespace("counters").get_by_name("moving")
+        key = ("counters", str(stub.id))
+        table.owners[key] = "b3"
+        assert await stub.increment() == 1
+        assert b.system.is_live(*key)
+        # b loses it (another node took it over); the table now says a3 owns it
+        for callback in b.placement.lost:
+            callback(*key)
+        table.owners[key] = "a3"
+        assert not b.system.is_live(*key)
+        assert await stub.increment() == 1  # a3's storage: the fake has no shared store
+        assert a.system.is_live(*key)
+
+
+async def collect(ws: WebSocket, n: int) -> list[str | bytes]:
+    return [await ws.receive() for _ in range(n)]
+
+
+async def test_a_remote_objects_websocket_and_a_broadcast_of_one_message_per_node(
+    nats_server: NatsEngine,
+) -> None:
+    async with cluster(nats_server.url, ["a4", "b4", "c4"]) as (table, (a, b, c)):
+        await c.system.namespace("counters").get_by_name("room").increment()
+        sockets = []
+        for node, who in ((a, "ann"), (a, "al"), (b, "bob"), (b, "bea")):
+            stub = node.system.namespace("counters").get_by_name("room")
+            response = await stub.fetch("/ws", headers={"x-who": who, "x-tag": "t1"})
+            assert response.status == 101 and response.websocket is not None
+            sockets.append(response.websocket)
+        for ws, who in zip(sockets, ("ann", "al", "bob", "bea"), strict=True):
+            await ws.send("who")
+            assert await ws.receive() == who
+        await sockets[0].send("tags")
+        assert await sockets[0].receive() == "t1"
+        await sockets[2].send(b"\x01\x02")
+        assert await sockets[2].receive() == "echo:b'\\x01\\x02'"
+
+        before = c.remote.outbox.frames_sent
+        stub = c.system.namespace("counters").get_by_name("room")
+        answer = await stub.fetch("/broadcast", method="POST", body="hello all")
+        assert answer.body == b"4"
+        for ws in sockets:
+            assert await ws.receive() == "hello all"
+        assert c.remote.outbox.frames_sent - before == 2  # one per front node
+
+        # the object closes one; a client closes another; the object sees it
+        await sockets[1].send("bye")
+        with pytest.raises(WebSocketClosed) as closed:
+            await sockets[1].receive()
+        assert (closed.value.code, closed.value.reason) == (4001, "asked to")
+        await sockets[3].close(1000, "done")
+        for _ in range(200):
+            if len(_room(c).state.get_websockets()) == 2:
+                break
+            await _tick()
+        assert len(_room(c).state.get_websockets()) == 2
+
+        # the owner's node dies (as the placement reports): its sockets elsewhere get 1012
+        for callback in a.placement.dead:
+            callback("c4")
+        with pytest.raises(WebSocketClosed) as closed:
+            await sockets[0].receive()
+        assert closed.value.code == 1012
+
+
+def _room(node: NodeParts) -> Any:
+    stub = node.system.namespace("counters").get_by_name("room")
+    return node.system.live_instance(stub.id)
+
+
+async def _tick() -> None:
+    await anyio.sleep(0.01)
+
+
+async def test_garbage_on_a_nodes_subject_is_logged_and_dropped(
+    nats_server: NatsEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with cluster(nats_server.url, ["a5", "b5"]) as (table, (a, b)):
+        raw = await nats.connect(nats_server.url)
+        try:
+            with caplog.at_level(logging.WARNING, logger="kitpy.cluster"):
+                for junk in (b"", b"hello", b"kp\x01" + b"\x00" * 20, b"kp\xee" + b"\x00" * 13):
+                    await raw.publish(a.transport.inbox, junk)
+                await raw.flush()
+                for _ in range(200):
+                    if a.transport.dropped >= 4:
+                        break
+                    await _tick()
+        finally:
+            await raw.close()
+        assert a.transport.dropped == 4
+        lines = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+        assert len(lines) == 4 and all("\n" not in line for line in lines)
+        # the node still works
+        await b.system.namespace("counters").get_by_name("g").increment()
+        assert await a.system.namespace("counters").get_by_name("g").increment() == 2
