@@ -84,6 +84,13 @@ class Counter(DurableObject):
     async def echo_bytes(self, data: bytes) -> bytes:
         return data[::-1]
 
+    async def heartbeat(self) -> None:
+        self.state.set_websocket_auto_response("ping", "pong")
+
+    async def answered(self) -> int:
+        stamps = map(self.state.get_websocket_auto_response_timestamp, self.state.get_websockets())
+        return sum(stamp is not None for stamp in stamps)
+
     async def missing(self, key: str) -> None:
         raise KeyError(key)
 
@@ -242,6 +249,12 @@ async def test_a_remote_objects_websocket_and_a_broadcast_of_one_message_per_nod
         assert await sockets[0].receive() == "t1"
         await sockets[2].send(b"\x01\x02")
         assert await sockets[2].receive() == "echo:b'\\x01\\x02'"
+
+        # the auto-response answers on the owner without an event
+        await c.system.namespace("counters").get_by_name("room").heartbeat()
+        await sockets[2].send("ping")
+        assert await sockets[2].receive() == "pong"
+        assert await a.system.namespace("counters").get_by_name("room").answered() == 1
 
         before = c.remote.outbox.frames_sent
         stub = c.system.namespace("counters").get_by_name("room")
