@@ -1,8 +1,41 @@
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+# The real PostgreSQL and NATS servers (tests/cluster/engines.py) start once per test
+# session, for the cluster tests and for the storage contract tests on PostgreSQL.
+sys.path.insert(0, str(Path(__file__).parent / "cluster"))
+from engines import NatsEngine, PostgresEngine
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresEngine]:
+    """``KITPY_TEST_POSTGRES``, or an embedded PostgreSQL started on first use."""
+    engine = PostgresEngine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsEngine]:
+    """``KITPY_TEST_NATS``, or the nats-server binary on a free 127.0.0.1 port."""
+    engine = NatsEngine.start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def cluster_db(postgres_server: PostgresEngine) -> Iterator[str]:
+    """The URL of a new, empty database of its own, dropped after the test."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)

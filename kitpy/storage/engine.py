@@ -73,6 +73,7 @@ __all__ = (
     "Op",
     "OpKind",
     "key_range",
+    "range_sql",
 )
 
 T = TypeVar("T")
@@ -161,6 +162,34 @@ def key_range(
         if upper is not None:
             high = upper if high is None else min(high, upper)
     return low, high
+
+
+def range_sql(
+    select: str,
+    mark: str,
+    low: str | None,
+    high: str | None,
+    limit: int | None,
+    reverse: bool,
+) -> tuple[str, list[object]]:
+    """The bounds, order and limit of a driver's ``scan`` appended to ``select``.
+
+    ``select`` ends in a WHERE clause and takes no parameters of its own beyond its
+    leading ``namespace``/``object_id`` ones; ``mark`` is the driver's placeholder.
+    """
+    sql = select
+    args: list[object] = []
+    if low is not None:
+        sql += f" AND key >= {mark}"
+        args.append(low)
+    if high is not None:
+        sql += f" AND key < {mark}"
+        args.append(high)
+    sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        args.append(limit)
+    return sql, args
 
 
 def _in_range(key: str, low: str | None, high: str | None) -> bool:

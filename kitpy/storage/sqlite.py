@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from kitpy.errors import StorageError
-from kitpy.storage.engine import EngineBackend, Op, OpKind
+from kitpy.storage.engine import EngineBackend, Op, OpKind, range_sql
 
 __all__ = ("SqliteBackend", "SqliteDriver")
 
@@ -279,18 +279,15 @@ class SqliteDriver:
         reverse: bool,
     ) -> list[tuple[str, str]]:
         # TEXT under the BINARY collation compares the UTF-8 bytes: Cloudflare's order.
-        sql = "SELECT key, value FROM kv WHERE namespace = ? AND object_id = ?"
-        args: list[object] = [namespace, object_id]
-        if low is not None:
-            sql += " AND key >= ?"
-            args.append(low)
-        if high is not None:
-            sql += " AND key < ?"
-            args.append(high)
-        sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+        sql, bounds = range_sql(
+            "SELECT key, value FROM kv WHERE namespace = ? AND object_id = ?",
+            "?",
+            low,
+            high,
+            limit,
+            reverse,
+        )
+        args = [namespace, object_id, *bounds]
         return self._read(lambda conn: list(conn.execute(sql, args)))
 
     def get_alarm(self, namespace: str, object_id: str) -> float | None:

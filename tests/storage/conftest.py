@@ -1,13 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from engines import PostgresEngine
 
+from kitpy.cluster.schema import migrate
 from kitpy.storage import MemoryBackend, SqliteBackend
+from kitpy.storage.postgres import PostgresBackend
 
-Backend = MemoryBackend | SqliteBackend
+Backend = MemoryBackend | SqliteBackend | PostgresBackend
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -22,11 +26,34 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "site" / ".kitpy" / "storage.sqlite3"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def postgres_storage(postgres_server: PostgresEngine) -> str:
+    """One database with the cluster schema for the storage tests (emptied per test)."""
+    url = postgres_server.create_database()
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_storage: str) -> Iterator[str]:
+    """The storage tests' database, empty."""
+    with psycopg.connect(postgres_storage, autocommit=True) as conn:
+        conn.execute("TRUNCATE kitpy_kv, kitpy_alarms, kitpy_objects")
+    yield postgres_storage
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def backend(
     request: pytest.FixtureRequest, db_path: Path, anyio_backend: str
 ) -> AsyncIterator[Backend]:
     """Every backend under the one contract suite."""
-    store: Backend = MemoryBackend() if request.param == "memory" else SqliteBackend(db_path)
+    store: Backend
+    if request.param == "memory":
+        store = MemoryBackend()
+    elif request.param == "sqlite":
+        store = SqliteBackend(db_path)
+    else:
+        store = PostgresBackend(request.getfixturevalue("postgres_url"))
     yield store
     await store.aclose()

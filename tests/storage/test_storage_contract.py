@@ -1,4 +1,4 @@
-"""The storage contract, run on the memory and the SQLite backend, on asyncio and Trio."""
+"""The storage contract, run on the memory, SQLite and PostgreSQL backends, on asyncio and Trio."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 from kitpy.errors import StorageError
 from kitpy.storage import MemoryBackend, SqliteBackend, Storage
 from kitpy.storage.engine import OpKind
+from kitpy.storage.postgres import PostgresBackend
 
-Backend = MemoryBackend | SqliteBackend
+Backend = MemoryBackend | SqliteBackend | PostgresBackend
 
 pytestmark = pytest.mark.anyio
 

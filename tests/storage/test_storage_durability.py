@@ -1,4 +1,6 @@
-"""kill -9 in the middle of a write storm: every acknowledged write is on disk.
+"""kill -9 in the middle of a write storm: every acknowledged write is stored.
+
+On the embedded SQLite file and on PostgreSQL (the cluster's store).
 
 docs/storage.md, "Writing and durability": a write that a response or message has acknowledged
 survives a crash (kill -9) of the server. The child process below prints a key only
@@ -17,6 +19,7 @@ import anyio
 import pytest
 
 from kitpy.storage import SqliteBackend
+from kitpy.storage.postgres import PostgresBackend
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +30,7 @@ _WRITER_CHILD = r"""
 import sys
 import anyio
 from kitpy.storage import SqliteBackend
+from kitpy.storage.postgres import PostgresBackend
 
 async def writer(backend, index):
     storage = backend.storage("storm", f"object-{index % 10}")
@@ -40,8 +44,11 @@ async def writer(backend, index):
         print(f"{index % 10} {key}", flush=True)
         step += 1
 
-async def main(path, writers):
-    backend = SqliteBackend(path)
+async def main(where, writers):
+    if where.startswith("postgresql://"):
+        backend = PostgresBackend(where)
+    else:
+        backend = SqliteBackend(where)
     print("ready", flush=True)
     async with anyio.create_task_group() as group:
         for index in range(writers):
@@ -62,10 +69,17 @@ def _acknowledged(lines: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
-    path = tmp_path / ".kitpy" / "storage.sqlite3"
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the writer child stores: a SQLite file, or a PostgreSQL database URL."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / ".kitpy" / "storage.sqlite3")
+
+
+def test_acknowledged_writes_survive_kill_9(store: str) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER_CHILD, str(path), str(WRITERS)],
+        [sys.executable, "-c", _WRITER_CHILD, store, str(WRITERS)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -86,12 +100,14 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     acknowledged = _acknowledged(lines)
     assert len(acknowledged) >= ACKS_BEFORE_KILL - 1
 
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    conn.close()
+    postgres = store.startswith("postgresql://")
+    if not postgres:
+        with sqlite3.connect(store) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        conn.close()
 
     async def check() -> None:
-        backend = SqliteBackend(path)
+        backend = PostgresBackend(store) if postgres else SqliteBackend(store)
         missing = []
         for object_id, key in acknowledged:
             if await backend.storage("storm", object_id).get(key) is None:
