@@ -17,7 +17,11 @@ message, and consecutive sends of the same message to many sockets of one node (
 broadcast) become one record naming all of them. So a broadcast to sockets spread
 over three nodes costs three NATS messages.
 
-Record layout (big-endian): op (1 byte: 1 text, 2 binary, 3 close, plus 0x80 when the
+A message larger than ``PIECE`` bytes travels as PART records (4) followed by the
+record of its kind holding the last piece, each in a frame of its own if need be, so
+no NATS message exceeds the server's payload limit (1 MiB by default).
+
+Record layout (big-endian): op (1 byte: 1 text, 2 binary, 3 close, 4 part, plus 0x80 when the
 owner sends it to the front node), count of socket ids (u32), the ids (u64 each, the
 owner numbers its sockets), data length (u32), data (a close's data is its code, u16,
 then the reason in UTF-8).
@@ -37,7 +41,7 @@ __all__ = ("FrontSocket", "OwnedSocket", "Outbox", "decode_records")
 
 logger = logging.getLogger("kitpy.cluster")
 
-TEXT, BINARY, CLOSE = 1, 2, 3
+TEXT, BINARY, CLOSE, PART = 1, 2, 3, 4
 TO_FRONT = 0x80
 _OP = struct.Struct("!BI")
 _ID = struct.Struct("!Q")
@@ -47,6 +51,8 @@ _CODE = struct.Struct("!H")
 SERVICE_RESTART = 1012
 #: Bytes of records per SOCKETS frame before another frame is started.
 FRAME_BUDGET = 512 * 1024
+#: Largest piece of one message in one record.
+PIECE = 256 * 1024
 
 
 class _Record:
@@ -137,7 +143,7 @@ def decode_records(body: bytes) -> Iterator[tuple[int, list[int], bytes]]:
             raise ValueError("truncated record head")
         op, count = _OP.unpack_from(view, at)
         at += _OP.size
-        if op & ~TO_FRONT not in (TEXT, BINARY, CLOSE) or count == 0:
+        if op & ~TO_FRONT not in (TEXT, BINARY, CLOSE, PART) or count == 0:
             raise ValueError(f"bad record (op {op}, {count} sockets)")
         end = at + count * _ID.size + _LEN.size
         if end > len(view):
@@ -165,7 +171,7 @@ def parse_close(data: bytes) -> tuple[int, str]:
 class _Bridge:
     """One end of a bridged socket on this node, and the node across NATS."""
 
-    __slots__ = ("_forget", "closed", "end", "node", "outbox", "socket")
+    __slots__ = ("_forget", "_parts", "closed", "end", "node", "outbox", "socket")
     direction = 0  # TO_FRONT for the owner's half
 
     def __init__(
@@ -182,48 +188,69 @@ class _Bridge:
         self.outbox = outbox
         self._forget = forget
         self.closed = False
+        self._parts: list[bytes] | None = None  # pieces of a large message arriving
 
     def start(self) -> None:
         end = self.end
-        end.set_sink(self._out)
-        end.on_close(self._ended)
+        end.set_sink(lambda message: self.take(end, message))
+        end.on_close(self.closed_by)
         while not self.closed:  # what was queued before the bridge existed
             try:
                 message = end.receive_nowait()
             except WebSocketClosed:
-                break  # on_close above already sent the close
+                break  # closed_by above already sent the close
             if message is None:
                 break
-            self._out(message)
+            self.take(end, message)
 
-    def _out(self, message: str | bytes) -> bool:
+    # -- what the end tells its driver ------------------------------------------------
+
+    def take(self, ws: WebSocket, message: str | bytes) -> bool:
+        """A message for the other node: it goes in this turn's SOCKETS frame."""
         if isinstance(message, str):
-            self.outbox.add(self.node, TEXT | self.direction, self.socket, message.encode())
+            op, data = TEXT | self.direction, message.encode()
         else:
-            self.outbox.add(self.node, BINARY | self.direction, self.socket, message)
+            op, data = BINARY | self.direction, message
+        if len(data) > PIECE:
+            view = memoryview(data)
+            while len(view) > PIECE:
+                self.outbox.add(self.node, PART | self.direction, self.socket, bytes(view[:PIECE]))
+                view = view[PIECE:]
+            data = bytes(view)
+        self.outbox.add(self.node, op, self.socket, data)
         return True
 
-    def _ended(self, end: WebSocket) -> None:
+    def closed_by(self, ws: WebSocket) -> None:
         """This side closed (or its peer did): tell the other node once."""
         if self.closed:
             return
         self.closed = True
         self._forget(self)
-        if end.close_code is not None:
-            code, reason = end.close_code, end.close_reason
+        if ws.close_code is not None:
+            code, reason = ws.close_code, ws.close_reason
         else:
             try:
-                end.receive_nowait()
+                ws.receive_nowait()
                 code, reason = 1005, ""
             except WebSocketClosed as closed:
                 code, reason = closed.code, closed.reason
         self.outbox.add(self.node, CLOSE | self.direction, self.socket, close_data(code, reason))
+
+    # -- what the other node tells us -------------------------------------------------
 
     def deliver(self, op: int, data: bytes) -> None:
         """A record from the other node."""
         if self.closed:
             return
         op &= ~TO_FRONT
+        if op == PART:
+            if self._parts is None:
+                self._parts = []
+            self._parts.append(data)
+            return
+        if self._parts is not None and op != CLOSE:
+            self._parts.append(data)
+            data, self._parts = b"".join(self._parts), None
         if op == CLOSE:
             code, reason = parse_close(data)
             self.drop(code, reason)

@@ -124,6 +124,10 @@ class Counter(DurableObject):
             await ws.send(",".join(self.state.get_tags(ws)))
         elif message == "bye":
             await ws.close(4001, "asked to")
+        elif message == "big":
+            await ws.send(bytes(range(256)) * 6000)  # 1.5 MB: more than one NATS message
+        elif len(message) > 1000:
+            await ws.send(f"got {len(message)} {hashlib.sha256(message).hexdigest()}")
         else:
             await ws.send(f"echo:{message!r}")
 
@@ -249,6 +253,13 @@ async def test_a_remote_objects_websocket_and_a_broadcast_of_one_message_per_nod
         assert await sockets[0].receive() == "t1"
         await sockets[2].send(b"\x01\x02")
         assert await sockets[2].receive() == "echo:b'\\x01\\x02'"
+
+        # messages larger than one NATS message cross in pieces, both ways
+        await sockets[1].send("big")
+        assert await sockets[1].receive() == bytes(range(256)) * 6000
+        large = bytes(range(7, 256)) * 9000
+        await sockets[3].send(large)
+        assert await sockets[3].receive() == f"got {len(large)} {hashlib.sha256(large).hexdigest()}"
 
         # the auto-response answers on the owner without an event
         await c.system.namespace("counters").get_by_name("room").heartbeat()
