@@ -9,7 +9,7 @@ is argparse's usage error, exit status 2.
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib.util
 import sys
 import traceback
 from collections.abc import Sequence
@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from kitpy.cli.terminal import LOG_LEVELS
 from kitpy.errors import InitError, KitpyError, SiteError
 
 __all__ = ("build_parser", "main")
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--port", type=_port, default=DEV_PORT, help=f"port (default {DEV_PORT}; 0: any free)"
     )
+    _add_log_level(dev)
     dev.set_defaults(run=_dev)
 
     serve = commands.add_parser("serve", help="production server")
@@ -77,12 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop"
     )
+    _add_log_level(serve)
     serve.set_defaults(run=_serve)
 
     routes = commands.add_parser("routes", help="print the route table in precedence order")
     routes.add_argument("directory", metavar="DIR", nargs="?", default=".", help="the site folder")
     routes.set_defaults(run=_routes)
     return parser
+
+
+def _add_log_level(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="the least severe log records shown, the site's own loggers included (default info)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,11 +134,26 @@ def _version() -> str:
 # -- commands ----------------------------------------------------------------------------
 
 
+def _site_folder(directory: str, *, warn: bool = True) -> Path:
+    """The site folder named on the command line; warns when it does not look like one."""
+    from kitpy.cli.dev_supervisor import looks_like_a_site, not_a_site_warning
+
+    folder = Path(directory)
+    if not folder.is_dir():
+        what = "it is a file" if folder.exists() else "no such folder"
+        raise KitpyError(
+            f"{directory}: is not a folder ({what}; expected a site with routes/, static/ ...)"
+        )
+    if warn and not looks_like_a_site(folder):
+        sys.stderr.write(not_a_site_warning(directory) + "\n")
+    return folder
+
+
 def _routes(args: argparse.Namespace) -> int:
     from kitpy.cli.routes import render_routes, shadow_warnings
     from kitpy.runtime.site import load_site
 
-    site = load_site(Path(args.directory))
+    site = load_site(_site_folder(args.directory, warn=False))
     try:
         table = render_routes(site)
         if table:
@@ -141,12 +168,18 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from kitpy.cli.listen import listen_error
+    from kitpy.cli.terminal import configure_logging
     from kitpy.protocol.limits import Limits
     from kitpy.runtime.app import load_app
     from kitpy.server import run
     from kitpy.server.requestid import RequestIdFormatter
 
-    app = load_app(Path(args.directory), dev=False)
+    if args.backend == "trio" and importlib.util.find_spec("trio") is None:
+        raise KitpyError(
+            "--backend trio needs Trio, which is not installed: pip install 'kitpy[trio]'"
+        )
+    app = load_app(_site_folder(args.directory), dev=False)
     config = app.site.config.server
     host: str = args.host or config.host or SERVE_HOST
     port: int = args.port if args.port is not None else (config.port or SERVE_PORT)
@@ -158,9 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise SiteError(f"[server]: {exc}", "kitpy.toml") from None
     # Lines logged while a request is handled start with its id (X-Request-Id).
-    handler = logging.StreamHandler()
-    handler.setFormatter(RequestIdFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    configure_logging(args.log_level, RequestIdFormatter("%(levelname)s %(name)s: %(message)s"))
 
     def on_ready(addresses: list[tuple[str, int]]) -> None:
         bound = addresses[0][1] if addresses else port
@@ -182,16 +213,16 @@ def _serve(args: argparse.Namespace) -> int:
             on_ready=on_ready,
         )
     except OSError as exc:
-        raise KitpyError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise KitpyError(listen_error(host, port, exc, command="kitpy serve")) from None
     finally:
         app.close()
     return 0
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from kitpy.cli.dev import dev_command
+    from kitpy.cli.dev_supervisor import dev_command
 
-    return dev_command(args.directory, args.host, args.port)
+    return dev_command(args.directory, args.host, args.port, log_level=args.log_level)
 
 
 def _new(args: argparse.Namespace) -> int:

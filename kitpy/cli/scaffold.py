@@ -13,7 +13,9 @@ Caches a template folder may have picked up (``__pycache__``, ``.pytest_cache``,
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -90,6 +92,10 @@ def scaffold(target: Path, template: str = DEFAULT_TEMPLATE, *, force: bool = Fa
             f"{target} is not empty; choose a new folder, or pass --force to write the "
             f"{template} template into it (files with the same names are overwritten)"
         )
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScaffoldError(f"cannot create {target}: {_reason(exc)}") from None
     site_name = target.resolve().name
     written: list[Path] = []
     for relative, source in _walk(root, Path()):
@@ -97,10 +103,22 @@ def scaffold(target: Path, template: str = DEFAULT_TEMPLATE, *, force: bool = Fa
         if relative.name == "README.md":
             data = data.replace(_SITE_NAME.encode(), site_name.encode())
         destination = target / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(data)
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(data)
+        except OSError as exc:
+            raise ScaffoldError(f"cannot write {destination}: {_reason(exc)}") from None
         written.append(relative)
     return Scaffolded(target=target, template=template, files=tuple(written))
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError as a few words (``a parent is a file``, ``permission denied``)."""
+    if isinstance(exc, NotADirectoryError):
+        return "a parent of it is a file, not a folder"
+    if isinstance(exc, FileNotFoundError):
+        return "a parent of it does not exist and cannot be created"
+    return (exc.strerror or str(exc)).lower()
 
 
 def new_command(directory: str, template: str = DEFAULT_TEMPLATE, *, force: bool = False) -> int:
@@ -110,15 +128,46 @@ def new_command(directory: str, template: str = DEFAULT_TEMPLATE, *, force: bool
     """
     result = scaffold(Path(directory), template, force=force)
     shown = directory.rstrip("/\\") or "."
+    kitpy, python = _commands()
     lines = [f"Created {shown}/ from the {template} template ({len(result.files)} files).", ""]
     lines.append("Next:")
     if Path(directory).resolve() != Path.cwd():
         lines.append(f"  cd {shlex.quote(shown)}")
-    lines += [
-        "  kitpy dev            # http://127.0.0.1:5173, reloads on change",
-        "  python -m pytest     # the site's own tests",
-        "",
-    ]
+    steps = [(f"{kitpy} dev", "http://127.0.0.1:5173, reloads on change")]
+    if importlib.util.find_spec("pytest") is None:
+        steps.append((f"{python} -m pip install {_testing_requirement()}", "pytest, once"))
+    steps.append((f"{python} -m pytest", "the site's own tests"))
+    width = max(len(command) for command, _ in steps)
+    lines += [f"  {command:<{width}}  # {comment}" for command, comment in steps]
+    lines.append("")
     sys.stdout.write("\n".join(lines))
     sys.stdout.flush()
     return 0
+
+
+def _commands() -> tuple[str, str]:
+    """How to spell ``kitpy`` and ``python`` so that they run this installation.
+
+    The bare names when they are on PATH and are ours (an activated virtual
+    environment), else the full paths, e.g. ``.venv/bin/kitpy``.
+    """
+    scripts = Path(sys.executable).parent
+    names: list[str] = []
+    for name in ("kitpy", "python"):
+        found = shutil.which(name)
+        ours = scripts / name
+        if found is not None and Path(found).parent == scripts:
+            names.append(name)
+        elif ours.exists():  # absolute: the next step is a cd
+            names.append(shlex.quote(str(ours)))
+        else:
+            names.append(shlex.quote(sys.executable) if name == "python" else "python3 -m kitpy")
+    return names[0], names[1]
+
+
+def _testing_requirement() -> str:
+    """``'kitpy[testing]'``, or the editable clone it was installed from."""
+    source = Path(__file__).resolve().parents[2]
+    if (source / "pyproject.toml").is_file() and (source / "kitpy" / "cli").is_dir():
+        return "-e " + shlex.quote(f"{source}[testing]")
+    return "'kitpy[testing]'"

@@ -88,16 +88,20 @@ def purge_site_modules(site_dir: Path) -> None:
     """Forget every imported module from ``site_dir`` or shadowing one of its names."""
     root = site_dir.resolve()
     top_names = {p.stem if p.suffix == ".py" else p.name for p in _children(root)}
-    for name, module in list(sys.modules.items()):
-        top = name.partition(".")[0]
-        if top in _NEVER_PURGED:
-            continue
-        locations = _locations(module)
-        if top in top_names or any(_is_under(loc, root) for loc in locations):
-            # The site's own module, or another module under a name the site provides
-            # (another site's ``routes``, a test package called ``objects``): the site
-            # folder comes first on sys.path, so its module must be the one imported.
-            del sys.modules[name]
+    # Decide for every module before forgetting any: a namespace package's __path__
+    # (``routes.api`` without __init__.py) is recomputed from its parent's, which must
+    # still be in sys.modules while it is read.
+    doomed = [
+        name
+        for name, module in list(sys.modules.items())
+        if (top := name.partition(".")[0]) not in _NEVER_PURGED
+        # The site's own module, or another module under a name the site provides
+        # (another site's ``routes``, a test package called ``objects``): the site
+        # folder comes first on sys.path, so its module must be the one imported.
+        and (top in top_names or any(_is_under(loc, root) for loc in _locations(module)))
+    ]
+    for name in doomed:
+        sys.modules.pop(name, None)
 
 
 def _children(root: Path) -> list[Path]:
@@ -124,7 +128,7 @@ def _locations(module: ModuleType) -> list[Path]:
     if path is not None:
         try:
             found.extend(Path(p) for p in list(path))
-        except TypeError:
+        except (TypeError, KeyError):  # a namespace path whose parent is gone
             pass
     return found
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -113,12 +114,21 @@ class _Server:
         port: int,
         *,
         on_ready: Callable[[list[Address]], None] | None = None,
+        sockets: Sequence[socket.socket] | None = None,
         task_status: anyio.abc.TaskStatus[list[Address]] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until :meth:`request_stop`, then drain and return."""
-        multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        # create_tcp_listener only makes SocketListeners (one per address family).
-        listeners = [cast(anyio.abc.SocketListener, listener) for listener in multi.listeners]
+        """Serve until :meth:`request_stop`, then drain and return.
+
+        With ``sockets`` (already listening, e.g. inherited from ``kitpy dev``'s
+        supervisor) ``host`` and ``port`` are not bound; the sockets are closed here
+        on the way out, which leaves other holders of the same socket listening.
+        """
+        if sockets is None:
+            multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
+            # create_tcp_listener only makes SocketListeners (one per address family).
+            listeners = [cast(anyio.abc.SocketListener, item) for item in multi.listeners]
+        else:
+            listeners = [await anyio.abc.SocketListener.from_socket(sock) for sock in sockets]
         try:
             addresses = [
                 address
@@ -273,11 +283,13 @@ def run(
     access_log: Callable[[str], None] | None = print_to_stderr,
     shutdown_close_code: int = 1001,
     on_ready: Callable[[list[Address]], None] | None = None,
+    sockets: Sequence[socket.socket] | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully and return.
 
     ``backend`` is ``"asyncio"`` (with uvloop when it is installed) or ``"trio"``. A
-    second signal during the shutdown closes every connection at once. See
+    second signal during the shutdown closes every connection at once. ``sockets``:
+    listening sockets to accept on instead of binding ``host:port``. See
     :func:`serve` for the other arguments.
     """
     if backend not in _BACKENDS:
@@ -297,7 +309,7 @@ def run(
         with _unwrap_groups():
             async with anyio.create_task_group() as tg:
                 await tg.start(watch_signals, server.request_stop, server.force_stop)
-                await server.run(host, port, on_ready=on_ready)
+                await server.run(host, port, on_ready=on_ready, sockets=sockets)
                 tg.cancel_scope.cancel()
 
     anyio.run(main, backend=backend, backend_options=options)

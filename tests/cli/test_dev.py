@@ -19,7 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from kitpy.cli.dev import is_watched
+from kitpy.cli.dev_supervisor import is_static, is_watched
 
 #: Bounds (seconds) on waiting for the dev server: to start, to reload, to stop.
 START_TIMEOUT = 30.0
@@ -309,8 +309,9 @@ def test_a_missing_folder_or_a_busy_port_is_an_error(tmp_path: Path, site: Path)
             timeout=START_TIMEOUT,
         )
     assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "could not start" in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in result.stderr
+    assert "--port 0" in result.stderr  # how to pick another
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -336,3 +337,94 @@ def test_a_missing_folder_or_a_busy_port_is_an_error(tmp_path: Path, site: Path)
 )
 def test_which_files_reload(tmp_path: Path, name: str, watched: bool) -> None:
     assert is_watched(tmp_path, tmp_path / name) is watched
+
+
+@pytest.mark.parametrize(
+    ("name", "static"),
+    [
+        ("static/app.js", True),
+        ("static/assets/index-3f2a.css", True),
+        ("static/.DS_Store", False),
+        ("static/app.js~", False),
+        ("static", False),
+        ("routes/index.py", False),
+    ],
+)
+def test_which_files_reload_open_pages(tmp_path: Path, name: str, static: bool) -> None:
+    assert is_static(tmp_path, tmp_path / name) is static
+
+
+def test_no_connection_is_refused_during_a_reload(dev: DevServer, site: Path) -> None:
+    """The supervisor holds the socket: a client arriving mid-reload waits, never fails."""
+    dev.poll("/", has_text("version 1"))
+    stop = threading.Event()
+    failures: list[str] = []
+    seen: list[str] = []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:  # a new connection each time: each one has to be accepted
+                response = httpx.get(
+                    dev.url + "/", headers={"connection": "close"}, timeout=RELOAD_TIMEOUT
+                )
+            except httpx.TransportError as exc:
+                failures.append(repr(exc))
+            else:
+                seen.append(f"{response.status_code} {response.text}")
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        for version in (2, 3):
+            (site / "routes" / "index.py").write_text(INDEX.format(text=f"version {version}"))
+            deadline = time.monotonic() + RELOAD_TIMEOUT
+            while f"200 version {version}" not in seen[-5:] and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(RELOAD_TIMEOUT)
+    assert failures == []
+    assert "200 version 1" in seen and "200 version 3" in seen
+    assert {entry.split()[0] for entry in seen} == {"200"}
+
+
+PAGE_ROUTE = """from kitpy import html
+
+
+def get(event):
+    return html("<!doctype html><html><body><p>from a route</p></body></html>")
+"""
+
+
+def test_pages_get_the_live_reload_script(dev: DevServer, site: Path) -> None:
+    (site / "static" / "page.html").write_text("<html><BODY><p>static</p></BODY></html>\n")
+    (site / "routes" / "page.py").write_text(PAGE_ROUTE)
+    for path in ("/page.html", "/page"):
+        page = dev.poll(path, lambda response: response.status_code == 200)
+        assert page.text.index("data-kitpy-dev-reload") < page.text.lower().rindex("</body>")
+        assert "/__kitpy/reload" in page.text
+        assert int(page.headers["content-length"]) == len(page.content)
+    assert dev.poll("/hello.txt", has_text("static 1")).text == "static 1"
+    assert "data-kitpy-dev-reload" not in dev.poll("/", has_text("version 1")).text
+
+
+def test_open_pages_are_told_to_reload(dev: DevServer, site: Path) -> None:
+    dev.poll("/", has_text("version 1"))
+    with connect(f"ws://127.0.0.1:{dev.port}/__kitpy/reload", proxy=None) as page:
+        (site / "static" / "hello.txt").write_text("static 2")  # no restart: a message
+        assert page.recv(timeout=RELOAD_TIMEOUT) == "reload"
+        assert "reloading" not in dev.text
+        (site / "routes" / "index.py").write_text(INDEX.format(text="version 2"))
+        with pytest.raises(ConnectionClosed) as closed:  # a restart: the socket closes
+            page.recv(timeout=RELOAD_TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+    dev.poll("/", has_text("version 2"))
+
+
+def test_a_folder_that_is_no_site_gets_a_warning(tmp_path: Path) -> None:
+    server = DevServer(tmp_path)
+    try:
+        server.poll("/", lambda response: response.status_code == 404)
+    finally:
+        server.stop()
+    assert "does not look like a site" in server.text

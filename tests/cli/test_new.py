@@ -142,3 +142,44 @@ def test_templates_hold_no_dot_files() -> None:
             if any(part.startswith(".") for part in name.split("/"))
         ]
         assert hidden == [], template
+
+
+def test_a_folder_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    result = kitpy("new", str(tmp_path / "file" / "site"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"kitpy: cannot create {tmp_path / 'file' / 'site'}: a parent of it is a file, not a folder"
+    )
+
+
+def new_in_shell(target: Path, path: str, prelude: str = "") -> str:
+    """``kitpy new`` with only ``path`` on PATH, as in a fresh shell; its stdout."""
+    code = f"import sys\n{prelude}\nfrom kitpy.cli.main import main\nsys.exit(main(sys.argv[1:]))"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "new", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={"PATH": path, "HOME": os.environ.get("HOME", "/")},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_next_steps_run_in_a_shell_without_the_venv_on_path(tmp_path: Path) -> None:
+    scripts = Path(sys.executable).parent
+    if not (scripts / "kitpy").exists():
+        pytest.skip("kitpy is not installed as a script beside this Python")
+    bare = new_in_shell(tmp_path / "a", f"{scripts}:/usr/bin:/bin")
+    assert "\n  kitpy dev " in bare and "\n  python -m pytest " in bare
+    spelled = new_in_shell(tmp_path / "b", "/usr/bin:/bin")
+    assert f"\n  {scripts / 'kitpy'} dev " in spelled
+    assert f"\n  {scripts / 'python'} -m pytest " in spelled
+
+
+def test_next_steps_say_how_to_get_pytest_when_it_is_missing(tmp_path: Path) -> None:
+    out = new_in_shell(tmp_path / "site", "/usr/bin:/bin", prelude="sys.modules['pytest'] = None")
+    assert "-m pip install" in out and "[testing]" in out
+    assert out.index("[testing]") < out.index("-m pytest ")

@@ -174,3 +174,26 @@ def test_version() -> None:
     result = kitpy("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("kitpy ")
+
+
+SHARED = {
+    "routes/api/_shared.py": "ANSWER = 41\n",
+    "routes/api/answer.py": """
+        from routes.api._shared import ANSWER
+        from lib.words import word
+
+
+        def get(event):
+            return {"body": {"answer": ANSWER + 1, "word": word()}}
+    """,
+    "lib/words.py": "def word():\n    return 'shared'\n",
+}
+
+
+def test_code_shared_between_route_files(tmp_path: Path) -> None:
+    """A ``_private`` file under routes/ (a namespace package) and a site-root module."""
+    site = write(tmp_path / "site", SHARED)
+    result = kitpy("routes", str(site))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/api/answer", "GET,", "HEAD", "routes/api/answer.py"]
+    assert result.stderr == ""

@@ -88,3 +88,87 @@ def test_serve_a_broken_site_exits_1(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 1
     assert re.search(r"^kitpy: .*routes/x\.py:1: syntax error", err), err
+
+
+def test_serve_a_site_sharing_code_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    from tests.cli.test_routes import SHARED, write
+
+    site = write(tmp_path / "site", SHARED)
+    process = start(str(site), "--port", "0")
+    try:
+        assert process.stdout is not None
+        found = READY.match(process.stdout.readline().strip())
+        assert found
+        answer = httpx.get(f"http://127.0.0.1:{found.group(1)}/api/answer", timeout=10)
+        assert answer.json() == {"answer": 42, "word": "shared"}
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            stop(process)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def run_kitpy(*args: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
+    code = f"import sys\n{prelude}\nfrom kitpy.cli.main import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=dict(os.environ, NO_COLOR="1"),
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kitpy: "), result.stderr
+    return lines[0]
+
+
+def test_trio_backend_without_trio_names_the_extra(site: Path) -> None:
+    # sys.modules["trio"] = None makes trio not importable, as in a venv without it.
+    hide_trio = "sys.modules['trio'] = None"
+    result = run_kitpy("serve", str(site), "--backend", "trio", prelude=hide_trio)
+    assert "pip install 'kitpy[trio]'" in one_line_error(result)
+
+
+def test_a_missing_folder_is_named_once(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kitpy", "serve", "./nope", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+    )
+    line = one_line_error(result)
+    assert line.startswith("kitpy: ./nope: is not a folder"), line
+    assert "nope/nope" not in line
+
+
+def test_a_busy_port_says_how_to_pick_another(site: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = one_line_error(run_kitpy("serve", str(site), "--port", str(port)))
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in line
+    assert "--port" in line
+
+
+def test_a_folder_that_is_no_site_gets_a_warning(tmp_path: Path) -> None:
+    process = start(str(tmp_path), "--port", "0")
+    try:
+        assert process.stdout is not None
+        found = READY.match(process.stdout.readline().strip())
+        assert found
+        assert httpx.get(f"http://127.0.0.1:{found.group(1)}/", timeout=10).status_code == 404
+    finally:
+        code, err = stop(process)
+    assert code == 0
+    assert "does not look like a site (no routes/, static/ or kitpy.toml)" in err

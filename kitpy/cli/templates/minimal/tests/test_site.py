@@ -1,4 +1,4 @@
-"""Tests for this site, run in process: `python -m pytest`."""
+"""Tests for this site, run in process: `python -m pytest` (pytest: kitpy[testing])."""
 
 from pathlib import Path
 
