@@ -376,10 +376,13 @@ def test_no_connection_is_refused_during_a_reload(dev: DevServer, site: Path) ->
     thread.start()
     try:
         for version in (2, 3):
-            (site / "routes" / "index.py").write_text(INDEX.format(text=f"version {version}"))
             deadline = time.monotonic() + RELOAD_TIMEOUT
-            while f"200 version {version}" not in seen[-5:] and time.monotonic() < deadline:
+            while f"200 version {version - 1}" not in seen[-5:] and time.monotonic() < deadline:
                 time.sleep(0.05)
+            (site / "routes" / "index.py").write_text(INDEX.format(text=f"version {version}"))
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while "200 version 3" not in seen[-5:] and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stop.set()
         thread.join(RELOAD_TIMEOUT)
