@@ -44,6 +44,7 @@ from kitpy.cluster.streams import WINDOW, Inbound, Outbound, StreamBroken, peek,
 from kitpy.cluster.transport import Frame, Kind, Transport, encode_frame
 from kitpy.http.request import Request
 from kitpy.http.response import Response
+from kitpy.http.websocket import WebSocket
 from kitpy.objects import rpc
 from kitpy.objects.ids import ObjectId
 
@@ -84,7 +85,7 @@ class _Retry(Exception):
 class _Call:
     """A call this node sent, waiting for the owner's frames."""
 
-    __slots__ = ("frames", "inbound", "node", "out", "waiter")
+    __slots__ = ("frames", "inbound", "node", "out", "waiter", "websocket")
 
     def __init__(self, node: str) -> None:
         self.node = node
@@ -92,6 +93,7 @@ class _Call:
         self.waiter: asyncio.Future[None] | None = None
         self.out: Outbound | None = None  # credit for the request body, once streaming
         self.inbound: Inbound | None = None  # the response body, once streaming
+        self.websocket: WebSocket | None = None  # the client end of a bridged 101
 
     def push(self, frame: Frame) -> None:
         self.frames.append(frame)
@@ -369,9 +371,7 @@ class RemoteObjects:
             if answer.kind is not Kind.RESPONSE:
                 raise OwnerGone(f"node {node} answered {answer.kind.name} to a fetch")
             response = Response(None, int(answer.meta["s"]), answer.meta.get("h"))
-            socket = answer.meta.get("ws")
-            if socket is not None:
-                response.websocket = self.sockets.front(node, int(socket))
+            response.websocket = call.websocket
             if answer.meta.get("more"):
                 response.body = None
                 response.stream = self._response_body(number, node, answer.body, inbound)
@@ -458,9 +458,15 @@ class RemoteObjects:
 
     def _to_call(self, sender: str, frame: Frame) -> None:
         call = self._calls.get(frame.call)
-        if call is None or call.node != sender:
-            return  # a call we gave up on
         kind = frame.kind
+        socket = frame.meta.get("ws") if kind is Kind.RESPONSE else None
+        if call is None or call.node != sender:
+            if socket is not None:  # a 101 nobody waits for: close the object's end
+                self.sockets.refuse(sender, int(socket))
+            return  # a call we gave up on
+        if socket is not None:
+            # Bridged now, before the next frame: it may carry the socket's first messages.
+            call.websocket = self.sockets.front(sender, int(socket))
         if kind is Kind.CHUNK:
             if call.inbound is not None:
                 call.inbound.push(frame.body, bool(frame.meta.get("end")))

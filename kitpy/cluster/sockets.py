@@ -322,6 +322,10 @@ class Sockets:
         bridge.start()
         return client
 
+    def refuse(self, owner: str, socket: int) -> None:
+        """A 101 arrived for a call that was given up: close the object's end."""
+        self.outbox.add(owner, CLOSE, socket, close_data(1011, "the caller went away"))
+
     def _forget_owned(self, bridge: _Bridge) -> None:
         self._owned.pop((bridge.node, bridge.socket), None)
 

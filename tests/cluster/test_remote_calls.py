@@ -101,6 +101,8 @@ class Counter(DurableObject):
             client, server = WebSocketPair()
             self.state.accept_websocket(server, tags=[request.headers.get("x-tag", "all")])
             server.serialize_attachment({"who": request.headers.get("x-who")})
+            if request.headers.get("x-tag") == "hello":
+                await server.send("welcome")  # queued before the 101 leaves
             return Response(status=101, websocket=client)
         if request.url.path == "/broadcast":
             text = await request.text()
@@ -253,6 +255,14 @@ async def test_a_remote_objects_websocket_and_a_broadcast_of_one_message_per_nod
         assert await sockets[0].receive() == "t1"
         await sockets[2].send(b"\x01\x02")
         assert await sockets[2].receive() == "echo:b'\\x01\\x02'"
+
+        # what the object sent before its 101 left arrives first
+        greeted = await a.system.namespace("counters").get_by_name("room").fetch(
+            "/ws", headers={"x-who": "gus", "x-tag": "hello"}
+        )
+        assert greeted.websocket is not None
+        assert await greeted.websocket.receive() == "welcome"
+        await greeted.websocket.close()
 
         # messages larger than one NATS message cross in pieces, both ways
         await sockets[1].send("big")
