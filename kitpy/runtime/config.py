@@ -16,6 +16,8 @@ rooms = "objects.room:Room"
 
 [env]
 GREETING = "hello"
+SECRET = { from_env = "APP_SECRET" }           # read from the OS environment
+REGION = { from_env = "APP_REGION", default = "eu" }
 
 [cluster]
 postgres = "postgresql://kitpy@db.internal/kitpy"
@@ -27,6 +29,11 @@ lease_ttl = 3.0
 An unknown section or key, or a value of the wrong type, is a :class:`ConfigError`
 naming the file and the line of the key (``kitpy.toml:3: [server] port: expected an
 integer, got "80"``), so a typo never silently falls back to a default.
+
+An ``[env]`` value written ``{ from_env = "NAME" }`` is the OS environment variable
+``NAME`` (a string), read when the site loads; without ``default = ...`` a missing
+variable is a ConfigError naming the key and the variable. Such values are never
+part of an error message.
 
 ``[cluster]`` keys may come from the environment instead (``KITPY_POSTGRES``,
 ``KITPY_NATS``, ``KITPY_NODE``, ``KITPY_LEASE_TTL``; the environment wins):
@@ -193,10 +200,43 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> SiteConfig:
     for name, value in data.get("env", {}).items():
         if name in objects:
             raise fail("env", name, "this name is also an [objects] binding; rename one")
-        env[name] = value
+        env[name] = _env_value(name, value, fail)
 
     cluster = _parse_cluster(data.get("cluster", {}), fail)
     return SiteConfig(path=path, server=server, objects=objects, env=env, cluster=cluster)
+
+
+#: The keys of an ``[env]`` value read from the OS environment.
+_FROM_ENV_KEYS = frozenset({"from_env", "default"})
+
+
+def _env_value(name: str, value: Any, fail: Any, environ: Mapping[str, str] = os.environ) -> Any:
+    """An ``[env]`` value as the site sees it: ``{ from_env = "X" }`` is ``$X``."""
+    if not isinstance(value, dict) or "from_env" not in value:
+        return value
+    extra = set(value) - _FROM_ENV_KEYS
+    if extra:
+        raise fail(
+            "env", name, f"unknown key {sorted(extra)[0]!r} beside from_env (known: default)"
+        )
+    variable = value["from_env"]
+    if not isinstance(variable, str) or not _ENV_VARIABLE.match(variable):
+        raise fail(
+            "env", name, f"from_env must name an environment variable, got {_show(variable)}"
+        )
+    if variable in environ:
+        return environ[variable]
+    if "default" in value:
+        return value["default"]
+    raise fail(
+        "env",
+        name,
+        f"the environment variable {variable} is not set "
+        f'(from_env = "{variable}"); set it, or add default = ... to use without it',
+    )
+
+
+_ENV_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _parse_server(table: dict[str, Any], fail: Any) -> ServerConfig:

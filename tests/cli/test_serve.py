@@ -172,3 +172,45 @@ def test_a_folder_that_is_no_site_gets_a_warning(tmp_path: Path) -> None:
         code, err = stop(process)
     assert code == 0
     assert "does not look like a site (no routes/, static/ or kitpy.toml)" in err
+
+
+def test_env_from_the_environment(tmp_path: Path) -> None:
+    from tests.cli.test_routes import write
+
+    site = write(
+        tmp_path / "site",
+        {
+            "kitpy.toml": '[env]\nSECRET = { from_env = "KITPY_TEST_SECRET" }\n',
+            "routes/index.py": """
+                def get(event):
+                    return {"body": {"length": len(event.platform.env.SECRET)}}
+            """,
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KITPY_TEST_SECRET"}
+    missing = subprocess.run(
+        [sys.executable, "-m", "kitpy", "serve", str(site), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+    line = one_line_error(missing)
+    assert "[env] SECRET: the environment variable KITPY_TEST_SECRET is not set" in line
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kitpy", "serve", str(site), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env, PYTHONUNBUFFERED="1", KITPY_TEST_SECRET="hunter22"),
+    )
+    try:
+        assert process.stdout is not None
+        found = READY.match(process.stdout.readline().strip())
+        assert found
+        answer = httpx.get(f"http://127.0.0.1:{found.group(1)}/", timeout=10)
+        assert answer.json() == {"length": 8}
+    finally:
+        code, err = stop(process)
+    assert code == 0 and "hunter22" not in err

@@ -158,3 +158,55 @@ def test_bad_config_names_file_key_and_line(make_site: MakeSite, toml: str, matc
 def test_config_path_is_kept(make_site: MakeSite) -> None:
     site = make_site({"kitpy.toml": "[env]\nA = 1\n"})
     assert load_config(site).path == Path(site) / "kitpy.toml"
+
+
+FROM_ENV = """
+[env]
+PLAIN = "hello"
+SECRET = { from_env = "KITPY_TEST_SECRET" }
+REGION = { from_env = "KITPY_TEST_REGION", default = "eu" }
+TABLE = { colour = "blue" }
+"""
+
+
+def test_env_values_from_the_environment(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KITPY_TEST_SECRET", "s3cr3t")
+    monkeypatch.delenv("KITPY_TEST_REGION", raising=False)
+    config = load_config(make_site({"kitpy.toml": FROM_ENV}))
+    assert config.env == {
+        "PLAIN": "hello",
+        "SECRET": "s3cr3t",
+        "REGION": "eu",
+        "TABLE": {"colour": "blue"},
+    }
+    monkeypatch.setenv("KITPY_TEST_REGION", "us")
+    assert load_config(make_site({"kitpy.toml": FROM_ENV})).env["REGION"] == "us"
+
+
+def test_a_missing_environment_variable_names_key_and_variable(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KITPY_TEST_SECRET", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_site({"kitpy.toml": FROM_ENV}))
+    assert str(caught.value) == (
+        "kitpy.toml:3: [env] SECRET: the environment variable KITPY_TEST_SECRET is not set "
+        '(from_env = "KITPY_TEST_SECRET"); set it, or add default = ... to use without it'
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{ from_env = "X", fallback = "s3cr3t" }', "unknown key 'fallback' beside from_env"),
+        ('{ from_env = "not a name" }', "from_env must name an environment variable"),
+        ("{ from_env = 3 }", "from_env must name an environment variable"),
+    ],
+)
+def test_a_bad_from_env_is_an_error(make_site: MakeSite, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_site({"kitpy.toml": f"[env]\nSECRET = {value}\n"}))
+    assert message in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
