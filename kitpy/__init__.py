@@ -26,6 +26,7 @@ from kitpy.http.url import URL as URL
 from kitpy.http.url import QueryParams as QueryParams
 from kitpy.http.websocket import WebSocket as WebSocket
 from kitpy.http.websocket import WebSocketClosed as WebSocketClosed
+from kitpy.http.websocket import WebSocketDriver as WebSocketDriver
 from kitpy.http.websocket import WebSocketPair as WebSocketPair
 from kitpy.objects.base import DurableObject as DurableObject
 from kitpy.objects.gate import ObjectResetError as ObjectResetError
@@ -68,6 +69,7 @@ __all__ = (
     "UploadFile",
     "WebSocket",
     "WebSocketClosed",
+    "WebSocketDriver",
     "WebSocketPair",
     "error",
     "html",

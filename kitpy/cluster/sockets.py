@@ -35,7 +35,7 @@ import struct
 from collections.abc import Callable, Iterator
 
 from kitpy.cluster.transport import Frame, Kind, Transport, encode_frame
-from kitpy.http.websocket import WebSocket, WebSocketClosed, WebSocketPair
+from kitpy.http.websocket import WebSocket, WebSocketClosed, WebSocketDriver, WebSocketPair
 
 __all__ = ("FrontSocket", "OwnedSocket", "Outbox", "decode_records")
 
@@ -168,10 +168,10 @@ def parse_close(data: bytes) -> tuple[int, str]:
     return code, data[_CODE.size :].decode(errors="replace")
 
 
-class _Bridge:
-    """One end of a bridged socket on this node, and the node across NATS."""
+class _Bridge(WebSocketDriver):
+    """One end of a bridged socket on this node, and the node across NATS (its driver)."""
 
-    __slots__ = ("_forget", "_parts", "closed", "end", "node", "outbox", "socket")
+    __slots__ = ("_forget", "_parts", "end", "finished", "node", "outbox", "socket")
     direction = 0  # TO_FRONT for the owner's half
 
     def __init__(
@@ -187,18 +187,17 @@ class _Bridge:
         self.socket = socket
         self.outbox = outbox
         self._forget = forget
-        self.closed = False
+        self.finished = False
         self._parts: list[bytes] | None = None  # pieces of a large message arriving
 
     def start(self) -> None:
         end = self.end
-        end.set_sink(lambda message: self.take(end, message))
-        end.on_close(self.closed_by)
-        while not self.closed:  # what was queued before the bridge existed
+        end.attach(self)
+        while not self.finished:  # what was queued before the bridge existed
             try:
                 message = end.receive_nowait()
             except WebSocketClosed:
-                break  # closed_by above already sent the close
+                break  # closed() above already sent the close
             if message is None:
                 break
             self.take(end, message)
@@ -220,11 +219,11 @@ class _Bridge:
         self.outbox.add(self.node, op, self.socket, data)
         return True
 
-    def closed_by(self, ws: WebSocket) -> None:
+    def closed(self, ws: WebSocket) -> None:
         """This side closed (or its peer did): tell the other node once."""
-        if self.closed:
+        if self.finished:
             return
-        self.closed = True
+        self.finished = True
         self._forget(self)
         if ws.close_code is not None:
             code, reason = ws.close_code, ws.close_reason
@@ -240,7 +239,7 @@ class _Bridge:
 
     def deliver(self, op: int, data: bytes) -> None:
         """A record from the other node."""
-        if self.closed:
+        if self.finished:
             return
         op &= ~TO_FRONT
         if op == PART:
@@ -263,15 +262,15 @@ class _Bridge:
 
     def drop(self, code: int, reason: str) -> None:
         """Close this side without telling the other node (it closed or is gone)."""
-        if self.closed:
+        if self.finished:
             return
-        self.closed = True
+        self.finished = True
         self._forget(self)
         self.end.close_now(code, reason)
 
     def hand_over(self, code: int, reason: str) -> None:
         """Close both sides: the other node's socket gets ``code`` too."""
-        if self.closed:
+        if self.finished:
             return
         self.outbox.add(self.node, CLOSE | self.direction, self.socket, close_data(code, reason))
         self.drop(code, reason)

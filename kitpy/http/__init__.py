@@ -17,6 +17,7 @@ from kitpy.http.url import URL as URL
 from kitpy.http.url import QueryParams as QueryParams
 from kitpy.http.websocket import WebSocket as WebSocket
 from kitpy.http.websocket import WebSocketClosed as WebSocketClosed
+from kitpy.http.websocket import WebSocketDriver as WebSocketDriver
 from kitpy.http.websocket import WebSocketPair as WebSocketPair
 from kitpy.http.websocket import WebSocketState as WebSocketState
 
@@ -32,6 +33,7 @@ __all__ = (
     "WebSocket",
     "WebSocketClosed",
     "WebSocketPair",
+    "WebSocketDriver",
     "WebSocketState",
     "error",
     "html",

@@ -20,27 +20,25 @@ can drop it from their lists immediately.
 
 These objects belong to one event loop; use them from async code on that loop.
 
-Two hooks let the server and durable objects skip a task wake-up per message: a
-*sink* (:meth:`WebSocket.set_sink`) is offered each message sent to this end before it
-is queued, and may take it (the server writes it straight to an idle socket); a
-*listener* (:meth:`WebSocket.set_listener`) is told whenever this end has something
-new to receive (a durable object then schedules a delivery instead of keeping a task
-waiting in ``receive()`` per socket). Neither changes what ``receive()`` returns.
+Whatever carries an end to its other side -- the server's connection to a real
+socket, a durable object delivering messages as events, one day a link to a socket
+held by another node -- *drives* it, and talks to it through one protocol,
+:class:`WebSocketDriver`, attached with :meth:`WebSocket.attach`. The driver hears of
+everything that happens to the end; it uses only the end's public methods to act.
 """
 
 from __future__ import annotations
 
 import json as _json
-from asyncio import Future
-from asyncio import _get_running_loop as _running_loop
+from asyncio import Future, get_running_loop
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from enum import Enum, auto
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
-__all__ = ("WebSocket", "WebSocketClosed", "WebSocketPair", "WebSocketState")
+__all__ = ("WebSocket", "WebSocketClosed", "WebSocketDriver", "WebSocketPair", "WebSocketState")
 
 #: Default bound on the bytes queued for one reader before it counts as too slow.
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024
@@ -49,6 +47,8 @@ _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 101
 
 
 class WebSocketState(Enum):
+    """Where an end stands: CONNECTING until ``accept()``, OPEN, then CLOSED."""
+
     CONNECTING = auto()
     OPEN = auto()
     CLOSED = auto()
@@ -61,6 +61,59 @@ class WebSocketClosed(Exception):
         self.code = code
         self.reason = reason
         super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
+
+
+class WebSocketDriver(Protocol):
+    """What drives a :class:`WebSocket` end: the one seam between an end and its carrier.
+
+    An end has at most one driver (:meth:`WebSocket.attach`). kitpy has three kinds:
+    the server's two (``kitpy.server.websocket``: task-based on Trio, callback-based
+    on asyncio) drive the *client* end of a pair over a real connection; a durable
+    object's host drives the *server* end it accepted, turning messages into events.
+    A socket whose connection lives on another node is a driver of the same kind as
+    the server's: on the node of the object it drives the client end, publishing what
+    :meth:`ready` announces and delivering what comes back, and the object uses its
+    end exactly as a local one.
+
+    The driver is told things; it acts through the end's public surface only:
+
+    - ``receive_nowait()`` takes what the other end sent (a message, None, or
+      :class:`WebSocketClosed` once the other end closed: its code and reason);
+    - ``send_nowait(message)`` delivers what the wire brought to the other end;
+    - ``close_now(code, reason)`` closes both ends when the wire says so (the peer's
+      close frame, or 1006 when the peer vanished);
+    - ``bound_buffers(max_bytes)`` bounds both inboxes (slow readers get 1008).
+
+    Every method is called on the end's event loop, synchronously, and must not
+    block; none may raise. Subclass this protocol to inherit the do-nothing defaults.
+    """
+
+    __slots__ = ()
+
+    def take(self, ws: WebSocket, message: str | bytes) -> bool:
+        """A message sent to ``ws`` while nothing is queued there; True if the driver took it.
+
+        True means the driver handled it (the server wrote it to an idle socket) and
+        it is not queued; False queues it as usual. Never offered out of order.
+        """
+        return False
+
+    def ready(self, ws: WebSocket) -> None:
+        """``ws`` has something new to receive: a message, or the other end's close."""
+        return None
+
+    def closed(self, ws: WebSocket) -> None:
+        """``ws`` was closed, by either end (called once, or at once on attach if so)."""
+        return None
+
+    def before_send(self, ws: WebSocket) -> Awaitable[None] | None:
+        """Something for ``await ws.send()`` to await first (an output gate), or None.
+
+        A durable object returns its storage flush while writes are pending, so a
+        message acknowledging a write does not leave before the write is durable;
+        ``send_nowait`` is never gated.
+        """
+        return None
 
 
 class _Close:
@@ -81,15 +134,12 @@ class WebSocket:
     __slots__ = (
         "__weakref__",
         "_attachment",
-        "_close_callbacks",
+        "_driver",
         "_inbox",
         "_inbox_bytes",
-        "_listener",
-        "_output_gate",
         "_peer",
         "_peer_closed",
         "_server_end",
-        "_sink",
         "_waiter",
         "close_code",
         "close_reason",
@@ -106,11 +156,8 @@ class WebSocket:
         self._inbox: deque[str | bytes | _Close] = _EMPTY
         self._inbox_bytes = 0
         self._waiter: Future[None] | anyio.Event | None = None
-        self._sink: Callable[[str | bytes], bool] | None = None
-        self._listener: Callable[[WebSocket], None] | None = None
-        self._output_gate: tuple[Callable[[], bool], Callable[[], Awaitable[None]]] | None = None
+        self._driver: WebSocketDriver | None = None
         self._peer_closed = False
-        self._close_callbacks: list[Callable[[WebSocket], None]] = []
         self.state = WebSocketState.CONNECTING
         self.close_code: int | None = None
         self.close_reason = ""
@@ -131,12 +178,23 @@ class WebSocket:
         """True once either end has closed (even with messages still queued)."""
         return self.state is WebSocketState.CLOSED or self._peer_closed
 
-    def on_close(self, callback: Callable[[WebSocket], None]) -> None:
-        """Call ``callback(ws)`` as soon as this end is closed by either side."""
+    def attach(self, driver: WebSocketDriver) -> None:
+        """Let ``driver`` drive this end (see :class:`WebSocketDriver`).
+
+        An end already closed tells the driver at once.
+
+        Raises:
+            RuntimeError: another driver is attached.
+        """
+        if self._driver is not None and self._driver is not driver:
+            raise RuntimeError("this WebSocket already has a driver")
+        self._driver = driver
         if self.closed:
-            callback(self)
-        else:
-            self._close_callbacks.append(callback)
+            driver.closed(self)
+
+    def detach(self) -> None:
+        """Forget the driver: the end is a plain in-memory end again."""
+        self._driver = None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close both ends with ``code`` (1000, 1001-1014 or 3000-4999)."""
@@ -150,19 +208,22 @@ class WebSocket:
         """Close at once without validating the code (the server uses 1006, 1009...)."""
         if self.state is WebSocketState.CLOSED:
             return
+        notify = not self._peer_closed  # else the driver heard when the peer closed
         self.state = WebSocketState.CLOSED
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
         self._inbox.clear()
         self._inbox_bytes = 0
         self._wake()
-        self._fire_close()
+        if notify and self._driver is not None:
+            self._driver.closed(self)
         peer = self._peer
         if peer is not None and peer.state is not WebSocketState.CLOSED and not peer._peer_closed:
             peer._peer_closed = True
             peer._append(_Close(code, reason))
             peer._wake()
-            peer._fire_close()
+            if peer._driver is not None:
+                peer._driver.closed(peer)
 
     def bound_buffers(self, max_bytes: int) -> None:
         """Set ``max_buffered_bytes`` of both inboxes of the pair, this end's and its peer's.
@@ -175,45 +236,21 @@ class WebSocket:
         if self._peer is not None:
             self._peer.max_buffered_bytes = max_bytes
 
-    def set_sink(self, sink: Callable[[str | bytes], bool] | None) -> None:
-        """Offer each message sent to this end to ``sink(message)`` first.
-
-        ``sink`` returns True when it took the message (it is then not queued here)
-        and False to have it queued as usual. It is only offered a message while
-        nothing is queued, so it never overtakes one; the server sets it on the
-        client end to write to a socket that is not backed up at once.
-        """
-        self._sink = sink
-
-    def set_listener(self, listener: Callable[[WebSocket], None] | None) -> None:
-        """Call ``listener(ws)`` whenever this end gets a message or is closed."""
-        self._listener = listener
-
-    def _fire_close(self) -> None:
-        callbacks, self._close_callbacks = self._close_callbacks, []
-        for callback in callbacks:
-            callback(self)
-
     # -- sending -----------------------------------------------------------------------
 
     async def send(self, message: str | bytes) -> None:
-        """Queue ``message`` for the other end; never waits for it to be read."""
-        gate = self._output_gate
-        if gate is not None and gate[0]():
-            await gate[1]()
-            if self.closed:
-                return  # it closed while we waited: it could not be delivered anyway
-        self.send_nowait(message)
+        """Queue ``message`` for the other end; never waits for it to be read.
 
-    def set_output_gate(
-        self, pending: Callable[[], bool], flush: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Make ``send()`` await ``flush()`` first whenever ``pending()`` is true.
-
-        Durable objects use it so that a message acknowledging a write does not
-        leave before the write is durable; ``send_nowait`` is not gated.
+        It waits only for the driver's output gate (:meth:`WebSocketDriver.before_send`).
         """
-        self._output_gate = (pending, flush)
+        driver = self._driver
+        if driver is not None:
+            gate = driver.before_send(self)
+            if gate is not None:
+                await gate
+                if self.closed:
+                    return  # it closed while we waited: it could not be delivered anyway
+        self.send_nowait(message)
 
     def send_nowait(self, message: str | bytes) -> None:
         """``send`` for code that cannot await."""
@@ -228,7 +265,8 @@ class WebSocket:
             raise WebSocketClosed(self.close_code or 1006, "send() on a closed WebSocket")
         peer = self._peer
         assert peer is not None
-        if peer._sink is not None and not peer._inbox and peer._sink(message):
+        driver = peer._driver
+        if driver is not None and not peer._inbox and driver.take(peer, message):
             return
         size = len(message)
         if peer._inbox_bytes + size > peer.max_buffered_bytes:
@@ -255,7 +293,10 @@ class WebSocket:
         while not self._inbox:
             if self.state is WebSocketState.CLOSED:
                 raise WebSocketClosed(self.close_code or 1006, self.close_reason)
-            loop = _running_loop()
+            try:
+                loop = get_running_loop()
+            except RuntimeError:  # not asyncio (Trio)
+                loop = None
             if loop is not None:
                 # asyncio: a bare future costs a fraction of an anyio.Event.
                 future: Future[None] = loop.create_future()
@@ -313,8 +354,8 @@ class WebSocket:
                     waiter.set_result(None)
             else:
                 waiter.set()
-        if self._listener is not None:
-            self._listener(self)
+        if self._driver is not None:
+            self._driver.ready(self)
 
     # -- attachments (Cloudflare's serializeAttachment) ------------------------------------
 

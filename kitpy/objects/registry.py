@@ -115,13 +115,9 @@ class _Entry:
             self.tasks -= 1
             raise
 
-    def watch_websocket(self, ws: WebSocket) -> None:
-        # No task waits on an idle socket: the socket tells us when it has news, and
-        # a delivery task runs only until it has drained what was queued.
-        ws.set_listener(self._socket_ready)
-        self._socket_ready(ws)  # deliver what arrived before it was accepted
-
-    def _socket_ready(self, ws: WebSocket) -> None:
+    def websocket_ready(self, ws: WebSocket) -> None:
+        # No task waits on an idle socket: its driver (the state's) calls this when it
+        # has news, and a delivery task runs only until it has drained what was queued.
         if ws in self.reading or self.dead:
             return
         first: str | bytes | None = None
@@ -198,7 +194,9 @@ class _Entry:
         """Deliver ``first`` and ``ws``'s queued messages one at a time, in order, then
         its close; an auto-response's request is answered without an event.
 
-        Returns once nothing is queued; the socket's listener starts the next run.
+        Returns once nothing is queued; the socket's driver starts the next run. Once
+        the close is taken the socket is CLOSED and tells of nothing more, so the close
+        is delivered once.
         """
         obj = self.instance
         state = self.state
@@ -220,7 +218,6 @@ class _Entry:
                 await self._socket_event(ws, functools.partial(obj.websocket_message, ws, message))
         finally:
             self.reading.discard(ws)
-        ws.set_listener(None)  # the close is delivered once
         await self._socket_event(ws, lambda: obj.websocket_close(ws, code, reason))
 
     async def _socket_event(self, ws: WebSocket, handler: Callable[[], Awaitable[None]]) -> None:

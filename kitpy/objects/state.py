@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, overload
 
-from kitpy.http.websocket import WebSocket
+from kitpy.http.websocket import WebSocket, WebSocketDriver
 from kitpy.objects.gate import Blocking, Gated, InputGate
 from kitpy.objects.ids import ObjectId
 from kitpy.storage.base import Storage, Transaction, alarm_time
@@ -46,8 +46,8 @@ class ObjectHost(Protocol):
     def spawn(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` in a task the object system owns; the object stays alive meanwhile."""
 
-    def watch_websocket(self, ws: WebSocket) -> None:
-        """Start delivering ``ws``'s messages and close to the object's handlers."""
+    def websocket_ready(self, ws: WebSocket) -> None:
+        """``ws`` has news: deliver its queued messages and close to the object's handlers."""
 
     def alarm_changed(self, when: float | None) -> None:
         """The object set (``when``) or deleted (None) its alarm."""
@@ -178,6 +178,32 @@ class GatedStorage:
             self._synced = max(self._synced, target)
 
 
+class _SocketDriver(WebSocketDriver):
+    """The driver of the sockets an object accepted: messages become its events.
+
+    No task waits on an idle socket: the socket tells the host when it has news, and
+    a delivery task runs only until it has drained what was queued. ``send()`` waits
+    for the output gate: a message that acknowledges a write does not leave before
+    the write is durable (docs/objects.md). The socket object stays the same
+    (handlers compare identities), only its send waits.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: DurableObjectState) -> None:
+        self._state = state
+
+    def ready(self, ws: WebSocket) -> None:
+        self._state._host.websocket_ready(ws)
+
+    def closed(self, ws: WebSocket) -> None:
+        self._state._forget(ws)
+
+    def before_send(self, ws: WebSocket) -> Awaitable[None] | None:
+        storage = self._state.storage
+        return storage.flush() if storage.dirty else None
+
+
 class DurableObjectState:
     """``self.state`` of a durable object: id, storage, accepted WebSockets."""
 
@@ -192,10 +218,8 @@ class DurableObjectState:
         #: (request, response) of the auto-response, or None.
         self.auto_response: tuple[str, str] | None = None
         self._auto_times: dict[WebSocket, float] = {}  # epoch seconds of the last answer
-        # The output gate of every socket: made once here, not once per socket.
-        storage = self.storage
-        self._send_pending: Callable[[], bool] = lambda: storage.dirty
-        self._send_flush: Callable[[], Awaitable[None]] = storage.flush
+        # The driver of every accepted socket: made once here, not once per socket.
+        self._driver = _SocketDriver(self)
 
     def __repr__(self) -> str:
         return f"<DurableObjectState {self.id!r}>"
@@ -218,9 +242,8 @@ class DurableObjectState:
         checked = _check_tags(tags)
         ws.accept()  # raises if it is already closed
         self._sockets[ws] = checked
-        self._gate_sends(ws)
-        ws.on_close(self._forget)
-        self._host.watch_websocket(ws)
+        ws.attach(self._driver)
+        self._host.websocket_ready(ws)  # deliver what arrived before it was accepted
 
     def get_websockets(self, tag: str | None = None) -> list[WebSocket]:
         """Accepted sockets still open (in accept order), only those with ``tag`` if given."""
@@ -294,12 +317,6 @@ class DurableObjectState:
     @property
     def has_websockets(self) -> bool:
         return any(not ws.closed for ws in self._sockets)
-
-    def _gate_sends(self, ws: WebSocket) -> None:
-        # The output gate for messages: a message that acknowledges a write must not
-        # leave before the write is durable (docs/objects.md, "Consistency"). The socket
-        # object stays the same (handlers compare identities), only its send waits.
-        ws.set_output_gate(self._send_pending, self._send_flush)
 
     # -- concurrency ----------------------------------------------------------------------
 

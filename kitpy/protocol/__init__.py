@@ -13,23 +13,25 @@ from kitpy.protocol.events import PongReceived as PongReceived
 from kitpy.protocol.events import ProtocolError as ProtocolError
 from kitpy.protocol.events import RequestHead as RequestHead
 from kitpy.protocol.http11 import Framing as Framing
-from kitpy.protocol.http11 import HTTP11Connection as HTTP11Connection
+from kitpy.protocol.http11 import HTTP11Protocol as HTTP11Protocol
 from kitpy.protocol.limits import Limits as Limits
-from kitpy.protocol.websocket import WebSocketConnection as WebSocketConnection
+from kitpy.protocol.websocket import CloseState as CloseState
+from kitpy.protocol.websocket import WebSocketProtocol as WebSocketProtocol
 
 __all__ = (
     "NEED_DATA",
     "BodyData",
     "BodyEnd",
     "CloseReceived",
+    "CloseState",
     "ConnectionClosed",
     "Framing",
-    "HTTP11Connection",
+    "HTTP11Protocol",
     "Limits",
     "Message",
     "NeedData",
     "PongReceived",
     "ProtocolError",
     "RequestHead",
-    "WebSocketConnection",
+    "WebSocketProtocol",
 )

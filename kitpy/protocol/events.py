@@ -71,8 +71,7 @@ class RequestHead:
     ``headers`` are the wire pairs as h11 validated them (lower-case names).
     ``keep_alive`` is what the client asked for (HTTP/1.1 without ``Connection:
     close``); ``expect_continue`` is set when it waits for ``100 Continue``;
-    ``upgrade`` is the lower-cased ``Upgrade`` header when ``Connection`` names it;
-    ``request_id`` the raw ``X-Request-Id`` header, if any (the server judges it).
+    ``upgrade`` is the lower-cased ``Upgrade`` header when ``Connection`` names it.
     """
 
     method: str
@@ -85,7 +84,6 @@ class RequestHead:
     content_length: int | None
     chunked: bool
     upgrade: str | None
-    request_id: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ request. The request body is read from the stream by the handler itself, through
 :class:`_RequestBody`, only when and as fast as it asks for it.
 
 Timeouts use one cancel scope around the whole connection whose deadline follows
-:meth:`HTTP11Connection.deadline` while a request head is awaited and is infinite
+:meth:`HTTP11Protocol.deadline` while a request head is awaited and is infinite
 while the application runs; request body reads have their own inactivity timeout.
 """
 
@@ -28,13 +28,13 @@ from kitpy.http.request import Request
 from kitpy.http.response import Response
 from kitpy.http.url import URL
 from kitpy.protocol.events import NEED_DATA, BodyData, BodyEnd, ProtocolError, RequestHead
-from kitpy.protocol.http11 import Framing, HTTP11Connection, error_response
+from kitpy.protocol.http11 import Framing, HTTP11Protocol, error_response
 from kitpy.protocol.limits import DEFAULT_LIMITS, Limits
-from kitpy.protocol.websocket import accept_upgrade, origin_allowed, upgrade_problem
+from kitpy.protocol.websocket import FrameCache, accept_upgrade, origin_allowed, upgrade_problem
 from kitpy.server.accesslog import format_line
 from kitpy.server.requestid import REQUEST_ID, request_id_for
 from kitpy.server.shutdown import ConnectionTracker
-from kitpy.server.websocket import WebSocketSession
+from kitpy.server.websocket import CallbackDriver, TaskDriver, websocket_driver
 from kitpy.types import App
 
 __all__ = ("ConnectionState", "handle_connection")
@@ -109,6 +109,7 @@ class _Connection:
         access_log: Callable[[str], None] | None,
         allowed_origins: Sequence[str] | None,
         tracker: ConnectionTracker | None,
+        frames: FrameCache | None,
     ) -> None:
         self.app = app
         self.stream = stream
@@ -118,13 +119,15 @@ class _Connection:
         self.access_log = access_log
         self.allowed_origins = allowed_origins
         self.tracker = tracker
-        self.proto = HTTP11Connection(limits, anyio.current_time)
+        self.protocol = HTTP11Protocol(limits, anyio.current_time)
         self.state = ConnectionState.IDLE
         self.scope = anyio.CancelScope()
         self.draining = False
         self.broken = False
         self.linger = False
-        self.websocket: WebSocketSession | None = None
+        self.frames = frames
+        #: Drives the WebSocket once the connection is upgraded.
+        self.driver: TaskDriver | CallbackDriver | None = None
         self.close_code = 1001
         #: Body bytes of the streamed response written so far (for the access log).
         self.body_sent = 0
@@ -141,8 +144,8 @@ class _Connection:
         self.close_code = close_code
         if self.state is ConnectionState.IDLE:
             self.scope.cancel()
-        elif self.websocket is not None:
-            self.websocket.shutdown(close_code)
+        elif self.driver is not None:
+            self.driver.shutdown(close_code)
 
     # -- I/O helpers ---------------------------------------------------------------------
 
@@ -177,23 +180,23 @@ class _Connection:
                 await self._close()
 
     async def _serve(self) -> None:
-        proto = self.proto
+        protocol = self.protocol
         scope = self.scope
         while not self.draining:
             self.state = ConnectionState.IDLE
             try:
-                event = proto.next_event()
+                event = protocol.next_event()
                 if event is NEED_DATA:
-                    scope.deadline = proto.deadline()
+                    scope.deadline = protocol.deadline()
                     while True:
                         data = await self.receive()
-                        proto.receive_data(data)
-                        event = proto.next_event()
+                        protocol.receive_data(data)
+                        event = protocol.next_event()
                         if event is not NEED_DATA:
                             break
                         if data:  # part of a head: now the header timeout runs
                             self.state = ConnectionState.BUSY
-                            scope.deadline = proto.deadline()
+                            scope.deadline = protocol.deadline()
                     scope.deadline = math.inf
             except ProtocolError as exc:
                 await self._protocol_error(exc, time.perf_counter())
@@ -203,12 +206,12 @@ class _Connection:
             self.state = ConnectionState.BUSY
             if not await self._handle(event):
                 return
-            proto.start_next_cycle()
+            protocol.start_next_cycle()
 
     async def _protocol_error(self, exc: ProtocolError, started: float) -> None:
         assert exc.status is not None
-        head = self.proto.head
-        self.request_id = request_id = request_id_for(head.request_id if head else None)
+        head = self.protocol.head
+        self.request_id = request_id = request_id_for(_raw_header(head, b"x-request-id"))
         REQUEST_ID.set(request_id)
         data = error_response(exc.status, exc.message, request_id=request_id)
         await self.send(data)
@@ -243,9 +246,9 @@ class _Connection:
     async def _handle(self, head: RequestHead) -> bool:
         """Answer one request; True when the connection may carry another."""
         started = time.perf_counter()
-        self.request_id = request_id = request_id_for(head.request_id)
+        self.request_id = request_id = request_id_for(_raw_header(head, b"x-request-id"))
         REQUEST_ID.set(request_id)  # for the log lines written while handling it
-        proto = self.proto
+        protocol = self.protocol
         response: Response | None = None
         if head.upgrade is not None and "websocket" in head.upgrade:
             origin = _header(head, b"origin")
@@ -266,17 +269,17 @@ class _Connection:
             response = _plain(500, "Internal Server Error")
             status = 500
         if self.draining:
-            proto.keep_alive = False
+            protocol.keep_alive = False
         body = response.body
         try:
-            data, framing = proto.encode_response(
+            data, framing = protocol.encode_response(
                 status, response.headers.items(), body, request_id
             )
         except (UnicodeEncodeError, ValueError) as exc:
             logger.error("cannot encode the response headers for %s: %s", head.target, exc)
             _close_stream(response.stream)
             status = 500
-            data, framing = proto.encode_response(
+            data, framing = protocol.encode_response(
                 500, [("content-type", _TEXT)], b"Internal Server Error\n", request_id
             )
             body = b""
@@ -303,22 +306,22 @@ class _Connection:
             size = sent
         if self.access_log is not None:
             self._log(head.method, head.target, head.http_version, status, size, started)
-        if not proto.keep_alive:
+        if not protocol.keep_alive:
             self.linger = True
             return False
-        if not proto.body_done:
+        if not protocol.body_done:
             return await self._drain()
         return True
 
     async def _call_app(self, head: RequestHead) -> Response:
-        proto = self.proto
-        if not proto.body_done:
+        protocol = self.protocol
+        if not protocol.body_done:
             self.body_deadline = None
         request = Request(
             head.method,
             _url(self.scheme, head),
             Headers.from_raw(head.headers),
-            None if proto.body_done else _RequestBody(self),
+            None if protocol.body_done else _RequestBody(self),
             client=self.client,
         )
         try:
@@ -344,19 +347,20 @@ class _Connection:
         problem = upgrade_problem(head)
         if end is None:
             problem = "a 101 response needs a websocket end"
-        elif problem is None and not self.proto.body_done:
+        elif problem is None and not self.protocol.body_done:
             problem = "a WebSocket handshake has no body"
         if problem is None:
             assert end is not None
             try:
                 headers = [(n, v) for n, v in response.headers.items() if n != "x-request-id"]
                 headers.append(("x-request-id", self.request_id))
-                handshake, connection, subprotocol = accept_upgrade(
+                handshake, protocol, subprotocol = accept_upgrade(
                     head,
                     headers,
                     self.limits,
                     anyio.current_time,
-                    trailing_data=self.proto.trailing_data,
+                    trailing_data=self.protocol.trailing_data,
+                    frames=self.frames,
                 )
             except (ValueError, UnicodeEncodeError) as exc:
                 problem = str(exc)
@@ -367,15 +371,15 @@ class _Connection:
             return False
         assert end is not None
         self.state = ConnectionState.WEBSOCKET
-        self.proto.release()  # HTTP is over on this connection; keep no parser per socket
-        session = WebSocketSession(self.stream, connection, end, self.limits, subprotocol)
-        self.websocket = session
+        self.protocol.release()  # HTTP is over on this connection; keep no parser per socket
+        driver = websocket_driver(self.stream, protocol, end, self.limits, subprotocol)
+        self.driver = driver
         if self.access_log is not None:
             self._log(head.method, head.target, head.http_version, 101, 0, started)
         if self.draining:
-            session.shutdown(self.close_code)
-        await session.run(handshake)
-        if session.broken:
+            driver.shutdown(self.close_code)
+        await driver.run(handshake)
+        if driver.broken:
             self.broken = True
         return True
 
@@ -383,18 +387,18 @@ class _Connection:
 
     async def read_body(self) -> bytes | None:
         """The next request body chunk, None at its end (see :class:`_RequestBody`)."""
-        proto = self.proto
-        if proto.body_done:
+        protocol = self.protocol
+        if protocol.body_done:
             return None
-        if proto.waiting_for_continue:
-            if not await self.send(proto.continue_response()):
+        if protocol.waiting_for_continue:
+            if not await self.send(protocol.continue_response()):
                 raise HTTPError(400, "the client went away")
         while True:
             try:
-                event = proto.next_event()
+                event = protocol.next_event()
             except ProtocolError as exc:
                 assert exc.status is not None
-                proto.keep_alive = False
+                protocol.keep_alive = False
                 raise HTTPError(exc.status, exc.message) from None
             if isinstance(event, BodyData):
                 return event.data
@@ -410,15 +414,15 @@ class _Connection:
                 with anyio.move_on_at(min(now + limits.header_timeout, deadline)) as stalled:
                     data = await self.receive()
                 if not data:
-                    proto.keep_alive = False
+                    protocol.keep_alive = False
                     if stalled.cancelled_caught:
                         if anyio.current_time() >= deadline:
                             raise HTTPError(408, "the request body took too long")
                         raise HTTPError(408, "the request body stalled")
                     raise HTTPError(400, "the client closed before sending the whole body")
-                proto.receive_data(data)
+                protocol.receive_data(data)
                 continue
-            proto.keep_alive = False
+            protocol.keep_alive = False
             raise HTTPError(400, "the request body ended early")
 
     async def _drain(self) -> bool:
@@ -428,18 +432,18 @@ class _Connection:
                 pass
         except HTTPError:
             return False
-        return self.proto.keep_alive
+        return self.protocol.keep_alive
 
     async def _send_stream(self, body: AsyncIterable[bytes] | Iterable[bytes] | None) -> int | None:
         """Stream a response body; its size, or None when the connection must close.
 
         :attr:`body_sent` counts the bytes written, also when the stream stops early.
         """
-        proto = self.proto
+        protocol = self.protocol
         self.body_sent = 0
         try:
             if isinstance(body, AsyncIterable):
-                if proto.body_done:
+                if protocol.body_done:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._watch_disconnect, tg.cancel_scope)
                         await self._send_async(body)
@@ -452,7 +456,7 @@ class _Connection:
                     await self._send_chunk(chunk)
             if self.broken:
                 return None
-            end = proto.encode_end()
+            end = protocol.encode_end()
             if end and not await self.send(end):
                 return None
         except _Abort:
@@ -492,16 +496,16 @@ class _Connection:
                 )
         if not chunk:
             return
-        if not await self.send(self.proto.encode_body(chunk)):
+        if not await self.send(self.protocol.encode_body(chunk)):
             raise _Abort
         self.body_sent += len(chunk)
 
     async def _watch_disconnect(self, scope: anyio.CancelScope) -> None:
         """While a response streams, notice a client that goes away."""
         data = await self.receive()
-        proto = self.proto
-        proto.receive_data(data)  # a pipelined request is kept for later; b"" is EOF
-        if data or proto.body_complete:
+        protocol = self.protocol
+        protocol.receive_data(data)  # a pipelined request is kept for later; b"" is EOF
+        if data or protocol.body_complete:
             # A client that has the whole response may close: the response went out
             # (the rest of the stream runs to its end, the connection closes after).
             return
@@ -546,11 +550,17 @@ def _close_stream(body: object) -> None:
             logger.exception("closing a response stream failed")
 
 
-def _header(head: RequestHead, name: bytes) -> str | None:
-    for key, value in head.headers:
-        if key == name:
-            return value.decode("latin-1")
+def _raw_header(head: RequestHead | None, name: bytes) -> bytes | None:
+    if head is not None:
+        for key, value in head.headers:
+            if key == name:
+                return value
     return None
+
+
+def _header(head: RequestHead, name: bytes) -> str | None:
+    value = _raw_header(head, name)
+    return None if value is None else value.decode("latin-1")
 
 
 def _url(scheme: str, head: RequestHead) -> URL:
@@ -572,12 +582,13 @@ async def handle_connection(
     access_log: Callable[[str], None] | None = None,
     allowed_origins: Sequence[str] | None = None,
     tracker: ConnectionTracker | None = None,
+    frames: FrameCache | None = None,
 ) -> None:
     """Serve HTTP/1.1 (and WebSockets) on ``stream`` until either side closes it.
 
     Any :class:`anyio.abc.ByteStream` works, so tests can drive this in memory. The
     stream is closed on return. ``tracker`` registers the connection for a graceful
-    shutdown.
+    shutdown; ``frames`` is the server's cache that frames a broadcast once.
     """
     connection = _Connection(
         app,
@@ -588,5 +599,6 @@ async def handle_connection(
         access_log=access_log,
         allowed_origins=allowed_origins,
         tracker=tracker,
+        frames=frames,
     )
     await connection.run()

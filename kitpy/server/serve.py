@@ -25,6 +25,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 
 from kitpy.protocol.limits import DEFAULT_LIMITS, Limits
+from kitpy.protocol.websocket import FrameCache
 from kitpy.server.accesslog import print_to_stderr
 from kitpy.server.connection import handle_connection
 from kitpy.server.shutdown import ConnectionTracker, watch_signals
@@ -94,6 +95,8 @@ class _Server:
         self.access_log = access_log
         self.shutdown_close_code = shutdown_close_code
         self.tracker = ConnectionTracker()
+        #: Frames the last message sent, so a broadcast to many sockets is framed once.
+        self.frames = FrameCache()
         self._stop = anyio.Event()
         self._slots = anyio.Semaphore(limits.max_connections)
         self._connections: anyio.CancelScope | None = None
@@ -212,6 +215,7 @@ class _Server:
                 access_log=self.access_log,
                 allowed_origins=self.allowed_origins,
                 tracker=self.tracker,
+                frames=self.frames,
             )
         except Exception:
             logger.exception("a connection failed")

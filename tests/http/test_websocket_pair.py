@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import anyio
 import pytest
 
 from kitpy import WebSocketClosed, WebSocketPair
+from kitpy.http import WebSocket, WebSocketDriver
 
 pytestmark = pytest.mark.anyio
 
@@ -71,16 +74,85 @@ async def test_receive_before_accept_and_bad_close_code_are_refused() -> None:
         await server.close(1005)
 
 
-async def test_on_close_fires_at_once_and_attachments_round_trip() -> None:
+class Recorder(WebSocketDriver):
+    """A driver that records what it is told and takes what ``taking`` says."""
+
+    def __init__(self, taking: bool = False) -> None:
+        self.taking = taking
+        self.seen: list[object] = []
+
+    def take(self, ws: WebSocket, message: str | bytes) -> bool:
+        if self.taking:
+            self.seen.append(("take", message))
+        return self.taking
+
+    def ready(self, ws: WebSocket) -> None:
+        self.seen.append("ready")
+
+    def closed(self, ws: WebSocket) -> None:
+        self.seen.append(("closed", ws.close_code))
+
+
+async def test_the_driver_hears_of_the_close_at_once_and_once() -> None:
     client, server = WebSocketPair()
     server.accept()
-    seen: list[int | None] = []
-    server.on_close(lambda ws: seen.append(ws.close_code))
+    driver = Recorder()
+    server.attach(driver)
+    client.close_now(1006)
+    assert server.closed and driver.seen == ["ready", ("closed", None)]
+    with pytest.raises(WebSocketClosed):
+        await server.receive()
+    await server.close()  # already closed by the peer: no second notice
+    assert driver.seen == ["ready", ("closed", None)]
+    late = Recorder()
+    client.detach()
+    client.attach(late)  # an end attached after its close hears of it at once
+    assert late.seen == [("closed", 1006)]
+    with pytest.raises(RuntimeError, match="driver"):
+        client.attach(Recorder())
+
+
+async def test_a_driver_takes_messages_only_while_nothing_is_queued() -> None:
+    client, server = WebSocketPair()
+    server.accept()
+    driver = Recorder(taking=True)
+    client.attach(driver)
+    await server.send("a")
+    assert driver.seen == [("take", "a")] and client.receive_nowait() is None
+    driver.taking = False
+    await server.send("b")  # queued: the driver is told it is ready
+    driver.taking = True
+    await server.send("c")  # "b" is queued, so "c" may not overtake it
+    assert driver.seen == [("take", "a"), "ready", "ready"]
+    assert client.receive_nowait() == "b" and client.receive_nowait() == "c"
+
+
+async def test_send_awaits_the_drivers_output_gate() -> None:
+    client, server = WebSocketPair()
+    server.accept()
+    flushed: list[str] = []
+
+    class Gated(WebSocketDriver):
+        def before_send(self, ws: WebSocket) -> Awaitable[None] | None:
+            return flush() if not flushed else None
+
+    async def flush() -> None:
+        flushed.append("flush")
+
+    server.attach(Gated())
+    await server.send("one")
+    await server.send("two")
+    assert flushed == ["flush"]
+    assert client.receive_nowait() == "one" and client.receive_nowait() == "two"
+
+
+async def test_attachments_round_trip() -> None:
+    client, server = WebSocketPair()
+    server.accept()
     server.serialize_attachment({"name": "ann"})
     assert server.deserialize_attachment() == {"name": "ann"}
     with pytest.raises(TypeError):
         server.serialize_attachment(object())
     with pytest.raises(TypeError, match="JSON"):
         server.serialize_attachment({"x": float("nan")})
-    client.close_now(1006)
-    assert server.closed and seen == [None]
+    assert server.deserialize_attachment() == {"name": "ann"}

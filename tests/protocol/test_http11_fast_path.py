@@ -7,12 +7,10 @@ when every request goes through h11.
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kitpy.protocol.http11 as http11
-from kitpy.protocol import HTTP11Connection, Limits, ProtocolError, RequestHead
+from kitpy.protocol import HTTP11Protocol, Limits, ProtocolError, RequestHead
 
 PIECES = [
     b"GET / HTTP/1.1\r\n",
@@ -44,33 +42,31 @@ PIECES = [
 TAILS = [b"", b"abc", b"abcGET / HTTP/1.1\r\nHost: a\r\n\r\n", b"3\r\nabc\r\n0\r\n\r\n"]
 
 
-def events(data: bytes, cut: int, *, fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    with monkeypatch.context() as patch:
-        if not fast:
-            patch.setattr(http11, "_parse_head", lambda buf, end: None)
-        conn = HTTP11Connection(Limits(), lambda: 0.0, wall_clock=lambda: 0.0)
-        for piece in (data[:cut], data[cut:]):
-            if piece:  # b"" would mean the end of the stream
-                conn.receive_data(piece)
-        conn.receive_data(b"")
-        seen: list[object] = []
-        for _ in range(12):
-            if conn.body_done:
-                if not conn.keep_alive:
-                    break
-                conn.start_next_cycle()
-            try:
-                event = conn.next_event()
-            except ProtocolError as exc:
-                seen.append(("error", exc.status))
+def events(data: bytes, cut: int, *, fast: bool) -> list[object]:
+    """Events (and the error status) for ``data`` cut once; ``fast=False``: all h11."""
+    conn = HTTP11Protocol(Limits(), lambda: 0.0, wall_clock=lambda: 0.0, fast=fast)
+    for piece in (data[:cut], data[cut:]):
+        if piece:  # b"" would mean the end of the stream
+            conn.receive_data(piece)
+    conn.receive_data(b"")
+    seen: list[object] = []
+    for _ in range(12):
+        if conn.body_done:
+            if not conn.keep_alive:
                 break
-            if isinstance(event, RequestHead):
-                seen.append((event, conn.body_done, conn.keep_alive))
-            else:
-                seen.append(event)
-            if type(event).__name__ == "ConnectionClosed":
-                break
-        return seen
+            conn.start_next_cycle()
+        try:
+            event = conn.next_event()
+        except ProtocolError as exc:
+            seen.append(("error", exc.status))
+            break
+        if isinstance(event, RequestHead):
+            seen.append((event, conn.body_done, conn.keep_alive))
+        else:
+            seen.append(event)
+        if type(event).__name__ == "ConnectionClosed":
+            break
+    return seen
 
 
 @settings(max_examples=400, deadline=None)
@@ -82,18 +78,19 @@ def events(data: bytes, cut: int, *, fast: bool, monkeypatch: pytest.MonkeyPatch
 def test_fast_path_matches_h11(lines: list[bytes], tail: bytes, cut: int) -> None:
     data = b"".join(lines) + b"\r\n" + tail
     cut = min(cut, len(data))
-    mp = pytest.MonkeyPatch()
-    try:
-        assert events(data, cut, fast=True, monkeypatch=mp) == events(
-            data, len(data), fast=False, monkeypatch=mp
-        )
-    finally:
-        mp.undo()
+    assert events(data, cut, fast=True) == events(data, len(data), fast=False)
 
 
 def test_plain_request_skips_h11() -> None:
-    conn = HTTP11Connection(Limits(), lambda: 0.0)
+    conn = HTTP11Protocol(Limits(), lambda: 0.0)
     conn.receive_data(b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
     head = conn.next_event()
     assert isinstance(head, RequestHead) and head.content_length == 2
-    assert conn._h11 is None
+    assert not conn.uses_h11
+
+
+def test_fast_false_sends_every_request_to_h11() -> None:
+    conn = HTTP11Protocol(Limits(), lambda: 0.0, fast=False)
+    conn.receive_data(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert isinstance(conn.next_event(), RequestHead)
+    assert conn.uses_h11

@@ -28,16 +28,16 @@ from kitpy.protocol import (
     NEED_DATA,
     CloseReceived,
     ConnectionClosed,
-    HTTP11Connection,
+    HTTP11Protocol,
     Limits,
     Message,
     PongReceived,
     ProtocolError,
     RequestHead,
-    WebSocketConnection,
+    WebSocketProtocol,
 )
 from kitpy.protocol.websocket import (
-    WebSocketState,
+    CloseState,
     accept_upgrade,
     origin_allowed,
     upgrade_problem,
@@ -53,7 +53,7 @@ class FakeClock:
 
 
 def parse_head(raw: bytes) -> RequestHead:
-    server = HTTP11Connection(Limits(), FakeClock())
+    server = HTTP11Protocol(Limits(), FakeClock())
     server.receive_data(raw)
     head = server.next_event()
     assert isinstance(head, RequestHead)
@@ -402,7 +402,7 @@ def test_client_initiated_close() -> None:
     pair = Pair()
     events = pair.to_server(pair.client.send(CloseConnection(code=1000, reason="bye")))
     assert events == [CloseReceived(1000, "bye")]
-    assert pair.server.state is WebSocketState.CLOSED
+    assert pair.server.close_state is CloseState.CLOSED
     [reply] = pair.to_client(pair.server.data_to_send())
     assert isinstance(reply, CloseConnection) and reply.code == 1000
     assert pair.server.send("late") == b""
@@ -417,13 +417,13 @@ def test_close_without_code_is_1005() -> None:
 def test_server_initiated_close() -> None:
     pair = Pair()
     data = pair.server.close(4000, "done")
-    assert pair.server.state is WebSocketState.LOCAL_CLOSING
+    assert pair.server.close_state is CloseState.LOCAL_CLOSING
     [close] = pair.to_client(data)
     assert isinstance(close, CloseConnection) and close.code == 4000 and close.reason == "done"
     events = pair.to_server(pair.client.send(close.response()))
     assert events == [CloseReceived(4000, "done")]
-    state: WebSocketState = pair.server.state  # mypy narrowed it above
-    assert state is WebSocketState.CLOSED
+    state: CloseState = pair.server.close_state  # mypy narrowed it above
+    assert state is CloseState.CLOSED
 
 
 @pytest.mark.parametrize("code", [1005, 1006, 1015])
@@ -481,7 +481,7 @@ def test_keepalive_off() -> None:
 def test_rejection_is_plain_http() -> None:
     # Refusing an upgrade is an ordinary response; the client sees its status.
     client = WSConnection(ConnectionType.CLIENT)
-    server = HTTP11Connection(Limits(), FakeClock())
+    server = HTTP11Protocol(Limits(), FakeClock())
     server.receive_data(client.send(Request(host="x", target="/")))
     assert isinstance(server.next_event(), RequestHead)
     data, _ = server.encode_response(401, [], b"no")
@@ -491,7 +491,7 @@ def test_rejection_is_plain_http() -> None:
 
 
 def test_standalone_connection_defaults() -> None:
-    connection = WebSocketConnection(Limits(), FakeClock())
-    assert connection.state is WebSocketState.OPEN
+    connection = WebSocketProtocol(Limits(), FakeClock())
+    assert connection.close_state is CloseState.OPEN
     assert connection.next_event() is NEED_DATA
     h11.Connection(h11.CLIENT)  # h11 stays importable alongside wsproto

@@ -1,7 +1,7 @@
 """The fast decoder of client frames (no extension) against wsproto's verdicts.
 
-The reference is the same :class:`WebSocketConnection` with the decoder switched off:
-wsproto parses the frames and ``_FrameWatch`` reads their headers for the size limit.
+The reference is the same :class:`WebSocketProtocol` built with ``fast=False``:
+wsproto parses the frames and ``FrameWatch`` reads their headers for the size limit.
 Both must give the same messages, pongs, close handshake and error code for any frame
 sequence, valid or not, cut anywhere.
 """
@@ -22,7 +22,8 @@ from kitpy.protocol import (
     Message,
     ProtocolError,
 )
-from kitpy.protocol.websocket import WebSocketConnection, _unmask
+from kitpy.protocol.websocket import WebSocketProtocol
+from kitpy.protocol.websocket.decoder import unmask
 
 LIMIT = 300
 
@@ -89,10 +90,8 @@ def frames(draw: st.DrawFn) -> bytes:
 
 def drive(pieces: list[bytes], *, fast: bool) -> tuple[list[object], bytes]:
     """Events (messages, pongs, the close or error code) and bytes sent, to EOF."""
-    conn = WebSocketConnection(Limits(max_ws_message_bytes=LIMIT), clock)
-    if not fast:
-        conn._incoming = None  # wsproto and _FrameWatch, as with an extension
-    assert (conn._incoming is not None) is fast
+    conn = WebSocketProtocol(Limits(max_ws_message_bytes=LIMIT), clock, fast=fast)
+    assert conn.decodes_fast is fast
     queue = [*pieces, b""]
     seen: list[object] = []
     sent = b""
@@ -110,7 +109,7 @@ def drive(pieces: list[bytes], *, fast: bool) -> tuple[list[object], bytes]:
         if isinstance(event, Message):
             seen.append(event.data)
         elif isinstance(event, CloseReceived):
-            seen.append(("close", event.code, event.reason, conn.state))
+            seen.append(("close", event.code, event.reason, conn.close_state))
             break
         elif isinstance(event, ConnectionClosed):
             seen.append("eof")
@@ -144,11 +143,11 @@ def test_random_bytes_get_the_same_verdict(raw: bytes, points: list[int]) -> Non
 
 @given(st.binary(max_size=1100), st.binary(min_size=4, max_size=4))
 def test_unmask_is_xor_with_the_repeated_key(data: bytes, key: bytes) -> None:
-    assert _unmask(data, key) == bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    assert unmask(data, key) == bytes(b ^ key[i % 4] for i, b in enumerate(data))
 
 
 def test_unmask_odd_lengths() -> None:
     key = b"\x01\x80\xff\x7e"
     for size in [*range(0, 20), 125, 126, 127, 65535, 65537]:
         data = os.urandom(size)
-        assert _unmask(data, key) == bytes(b ^ key[i % 4] for i, b in enumerate(data))
+        assert unmask(data, key) == bytes(b ^ key[i % 4] for i, b in enumerate(data))

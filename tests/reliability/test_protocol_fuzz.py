@@ -1,12 +1,12 @@
 """Issue #7, part 1 (sans-IO half): fuzz kitpy.protocol with hypothesis.
 
-HTTP/1.1 (``HTTP11Connection``), for any bytes:
+HTTP/1.1 (``HTTP11Protocol``), for any bytes:
 - the only exception is ``ProtocolError`` with status 400, 413 or 431;
 - the events do not depend on how the bytes were cut into reads;
 - an accepted head is clean (token method, no CTL in target, names or values) and a
   body never passes ``max_body_bytes``.
 
-WebSocket (``WebSocketConnection``), for any client frames: messages and the close
+WebSocket (``WebSocketProtocol``), for any client frames: messages and the close
 code agree with a model of RFC 6455 (as wsproto enforces it): 1002 protocol error,
 1007 invalid UTF-8, 1009 too big, and the result does not depend on the reads either.
 
@@ -32,9 +32,9 @@ from kitpy.protocol.events import (
     ProtocolError,
     RequestHead,
 )
-from kitpy.protocol.http11 import HTTP11Connection
+from kitpy.protocol.http11 import HTTP11Protocol
 from kitpy.protocol.limits import Limits
-from kitpy.protocol.websocket import WebSocketConnection
+from kitpy.protocol.websocket import WebSocketProtocol
 
 from .helpers import close_code_of, parse_frames
 from .strategies import (
@@ -81,7 +81,7 @@ class Clock:
 
 def drive_http(pieces: list[bytes], limits: Limits = LIMITS) -> list[object]:
     """Feed ``pieces`` one read at a time, then EOF; a normalised list of what happened."""
-    conn = HTTP11Connection(limits, Clock(), wall_clock=lambda: 0.0)
+    conn = HTTP11Protocol(limits, Clock(), wall_clock=lambda: 0.0)
     out: list[object] = []
     queue = list(pieces) + [b""]
     body = bytearray()
@@ -139,7 +139,7 @@ def drive_http(pieces: list[bytes], limits: Limits = LIMITS) -> list[object]:
     raise AssertionError("the HTTP parser did not finish within MAX_STEPS events")
 
 
-def respond(conn: HTTP11Connection) -> bool:
+def respond(conn: HTTP11Protocol) -> bool:
     data, _ = conn.encode_response(200, [("content-type", "text/plain")], b"ok")
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     if not conn.keep_alive:
@@ -203,7 +203,7 @@ def drive_ws(
     pieces: list[bytes], limits: Limits = LIMITS
 ) -> tuple[list[object], int | None, int | None]:
     """(messages, error close code, peer close code) after feeding ``pieces`` then EOF."""
-    conn = WebSocketConnection(limits, Clock())
+    conn = WebSocketProtocol(limits, Clock())
     messages: list[object] = []
     queue = list(pieces) + [b""]
     for _ in range(MAX_STEPS):

@@ -1,0 +1,201 @@
+"""Encoding responses: the head, and the framing of a streamed body.
+
+Responses are encoded here rather than through h11: building a status line and a
+header block is simple string work, and h11's validating send path costs more than
+the rest of a hello-world request. Framing headers are the writer's business: a
+known body gets its ``content-length``, a streamed one the application's length or
+``transfer-encoding: chunked`` (HTTP/1.1) or the end of the connection (HTTP/1.0).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from enum import Enum, auto
+from http import HTTPStatus
+
+from kitpy.protocol.head import SERVER_HEADER, DateHeader, date_header, status_line
+
+__all__ = ("CONTINUE_RESPONSE", "Framing", "ResponseWriter", "error_response")
+
+#: The interim response sent when a client waits for ``Expect: 100-continue``.
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def error_response(
+    status: int,
+    message: str | None = None,
+    *,
+    now: float | None = None,
+    request_id: str | None = None,
+) -> bytes:
+    """A complete plain-text response that closes the connection (400, 413, 431...)."""
+    if message is None:
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = "Error"
+    body = message.encode("utf-8", "replace") + b"\n"
+    head = (
+        f"{date_header(now)}server: {SERVER_HEADER}\r\n"
+        f"content-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n" + (f"x-request-id: {request_id}\r\n\r\n" if request_id else "\r\n")
+    )
+    return status_line(status) + head.encode("latin-1") + body
+
+
+class Framing(Enum):
+    """How a response body goes on the wire after its head."""
+
+    #: Nothing more to send: the body went with the head, or there is none (HEAD, 204, 304).
+    DONE = auto()
+    #: ``Content-Length`` bytes given by the application, streamed.
+    LENGTH = auto()
+    #: ``Transfer-Encoding: chunked``.
+    CHUNKED = auto()
+    #: Delimited by closing the connection (an HTTP/1.0 client and a streamed body).
+    UNTIL_CLOSE = auto()
+
+
+class ResponseWriter:
+    """The response side of one connection: heads, and the body framing they chose.
+
+    Args:
+        wall_clock: seconds since the epoch, for the ``Date`` header.
+    """
+
+    __slots__ = ("_dates", "_remaining", "_wall_clock", "framing")
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock
+        self._dates = DateHeader()
+        self._remaining = 0
+        #: How the body of the response being written goes on the wire.
+        self.framing = Framing.DONE
+
+    def head(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None,
+        *,
+        method: str | None,
+        http_version: str | None,
+        keep_alive: bool,
+        reusable: bool,
+        request_id: str | None = None,
+    ) -> tuple[bytes, Framing, bool]:
+        """Encode a final response head (with ``body`` when it is known).
+
+        ``method`` and ``http_version`` are the request's (None before a head was
+        read); ``keep_alive`` is what the client asked for, ``reusable`` whether the
+        rest of the request allows another one on the connection. Returns the bytes,
+        the framing of the rest of the body and whether the connection stays open.
+        See :meth:`kitpy.protocol.http11.HTTP11Protocol.encode_response`.
+        """
+        lines: list[str] = []
+        app_length: str | None = None
+        has_date = has_server = False
+        for name, value in headers:
+            if name == "content-length":
+                app_length = value.strip()
+                continue
+            if name == "connection":
+                if "close" in value.lower():
+                    keep_alive = False
+                continue
+            if name == "transfer-encoding" or name == "keep-alive" or name == "x-request-id":
+                continue
+            if name == "date":
+                has_date = True
+            elif name == "server":
+                has_server = True
+            lines.append(f"{name}: {value}\r\n")
+        if app_length is not None and not app_length.isdigit():
+            app_length = None
+
+        framing = Framing.DONE
+        payload = b""
+        if status < 200 or status == 204 or status == 304 or method == "HEAD":
+            # RFC 9110 sections 6.4.1, 9.3.2: no content; HEAD announces GET's length.
+            if status == 304:
+                if app_length is not None:
+                    lines.append(f"content-length: {app_length}\r\n")
+            elif status >= 200 and status != 204:
+                if body:
+                    lines.append(f"content-length: {len(body)}\r\n")
+                elif app_length is not None:
+                    lines.append(f"content-length: {app_length}\r\n")
+                elif body is not None:
+                    lines.append("content-length: 0\r\n")
+        elif body is not None:
+            lines.append(f"content-length: {len(body)}\r\n")
+            payload = body
+        elif app_length is not None:
+            lines.append(f"content-length: {app_length}\r\n")
+            framing = Framing.LENGTH
+            self._remaining = int(app_length)
+        elif http_version == "1.1":
+            lines.append("transfer-encoding: chunked\r\n")
+            framing = Framing.CHUNKED
+        else:
+            framing = Framing.UNTIL_CLOSE
+            keep_alive = False
+
+        keep_alive = keep_alive and reusable
+        if not keep_alive:
+            lines.append("connection: close\r\n")
+        self.framing = framing
+        if not has_server:
+            lines.append(f"server: {SERVER_HEADER}\r\n")
+        if not has_date:
+            lines.append(self._dates.line(self._wall_clock()))
+        if request_id is not None:
+            lines.append(f"x-request-id: {request_id}\r\n")
+        lines.append("\r\n")
+        data = status_line(status) + "".join(lines).encode("latin-1")
+        return (data + payload if payload else data), framing, keep_alive
+
+    def reset(self) -> None:
+        """Forget the previous response (a new request cycle)."""
+        self.framing = Framing.DONE
+        self._remaining = 0
+
+    @property
+    def body_complete(self) -> bool:
+        """True once a streamed body with a ``Content-Length`` has had all its bytes."""
+        return self.framing is Framing.LENGTH and self._remaining == 0
+
+    def body(self, data: bytes) -> bytes:
+        """Frame one chunk of a streamed body.
+
+        Raises:
+            ValueError: more bytes than the application's ``Content-Length``.
+        """
+        framing = self.framing
+        if framing is Framing.CHUNKED:
+            if not data:
+                return b""
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        if framing is Framing.LENGTH:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                raise ValueError("the response body is longer than its Content-Length")
+            return data
+        if framing is Framing.UNTIL_CLOSE:
+            return data
+        return b""
+
+    def end(self) -> bytes:
+        """End a streamed body.
+
+        Raises:
+            ValueError: fewer bytes than the application's ``Content-Length``.
+        """
+        framing = self.framing
+        self.framing = Framing.DONE
+        if framing is Framing.CHUNKED:
+            return b"0\r\n\r\n"
+        if framing is Framing.LENGTH and self._remaining:
+            raise ValueError("the response body is shorter than its Content-Length")
+        return b""
