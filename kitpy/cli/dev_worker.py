@@ -41,6 +41,7 @@ import anyio
 
 from kitpy.cli.terminal import LOG_LEVELS, Style, configure_logging, say, status_style
 from kitpy.errors import InitError, KitpyError
+from kitpy.http.cookies import secure_cookies_dropped
 from kitpy.http.response import Response
 from kitpy.http.response import html as html_response
 from kitpy.http.response import json as json_response
@@ -80,18 +81,29 @@ RELOAD_SCRIPT = f"""<script data-kitpy-dev-reload>
 </script>
 """
 _SCRIPT_BYTES = RELOAD_SCRIPT.encode()
+logger = logging.getLogger("kitpy.dev")
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 
 
 # -- live reload -------------------------------------------------------------------------
 
 
-def _with_script(body: bytes) -> bytes:
+def _with_script(body: bytes, notices: Sequence[str] = ()) -> bytes:
     if b"data-kitpy-dev-reload" in body:
         return body
     ends = list(_BODY_END.finditer(body))
     at = ends[-1].start() if ends else len(body)
-    return body[:at] + _SCRIPT_BYTES + body[at:]
+    shown = "".join(
+        f'<p data-kitpy-dev-notice style="{_NOTICE_STYLE}">{html.escape(notice)}</p>\n'
+        for notice in notices
+    )
+    return body[:at] + shown.encode() + _SCRIPT_BYTES + body[at:]
+
+
+_NOTICE_STYLE = (
+    "font: 14px system-ui, sans-serif; background: #fffbeb; color: #92400e; "
+    "border: 1px solid #fcd34d; padding: .5rem 1rem; margin: 1rem 0"
+)
 
 
 async def _collect(stream: AsyncIterable[bytes] | Iterable[bytes]) -> bytes:
@@ -100,11 +112,14 @@ async def _collect(stream: AsyncIterable[bytes] | Iterable[bytes]) -> bytes:
     return b"".join(bytes(chunk) for chunk in stream)
 
 
-async def inject_reload_script(request: Any, response: Response) -> Response:
+async def inject_reload_script(
+    request: Any, response: Response, notices: Sequence[str] = ()
+) -> Response:
     """``response`` with :data:`RELOAD_SCRIPT` before ``</body>`` when it is a page.
 
     Only a GET answered 200 or 500 with ``text/html``, not encoded, with a body (or
     a stream of a known length, as static files are) up to :data:`MAX_INJECTED_BYTES`.
+    A 500 page also shows ``notices`` (the dev server's warnings), one paragraph each.
     """
     if request.method != "GET" or response.status not in (200, 500):
         return response
@@ -122,7 +137,7 @@ async def inject_reload_script(request: Any, response: Response) -> Response:
     body = response.body or b""
     if len(body) > MAX_INJECTED_BYTES:
         return response
-    response.body = _with_script(body)
+    response.body = _with_script(body, notices if response.status == 500 else ())
     if "content-length" in headers:
         headers["content-length"] = str(len(response.body))
     return response
@@ -136,6 +151,9 @@ class DevApp:
         self.log = log
         self.style = style
         self.pages: set[WebSocket] = set()
+        #: Warnings shown on every dev error page (each also logged once).
+        self.notices: list[str] = []
+        self._warned_cookies: set[str] = set()
 
     async def __call__(self, request: Any) -> Any:
         upgrade = request.headers.get("upgrade", "").lower() == "websocket"
@@ -143,7 +161,8 @@ class DevApp:
             return self._reload_socket()
         started = time.perf_counter()
         response = await self.app(request)
-        response = await inject_reload_script(request, response)
+        self._check_cookies(request, response)
+        response = await inject_reload_script(request, response, self.notices)
         took = (time.perf_counter() - started) * 1000
         target = request.url.path
         query = str(request.url.query)
@@ -156,6 +175,23 @@ class DevApp:
             f"{self.style(f'{took:.0f} ms', 'dim')}"
         )
         return response
+
+    def _check_cookies(self, request: Any, response: Response) -> None:
+        """Warn once per cookie that the browser will drop (Secure over plain http)."""
+        dropped = secure_cookies_dropped(
+            response.headers.get_all("set-cookie"), request.url.scheme, request.url.host
+        )
+        for name in dropped:
+            if name in self._warned_cookies:
+                continue
+            self._warned_cookies.add(name)
+            notice = (
+                f"the cookie {name!r} is Secure, but {request.url.host} is served over "
+                "plain http: browsers drop it. Open the site as http://localhost or "
+                "127.0.0.1, serve it over https, or set the cookie with secure=False."
+            )
+            logger.warning("%s", notice)
+            self.notices.append(notice)
 
     def _reload_socket(self) -> Response:
         client, server = WebSocketPair()

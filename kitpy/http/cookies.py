@@ -6,7 +6,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote, unquote
 
-__all__ = ("Cookies", "parse_cookie_header", "render_set_cookie")
+__all__ = ("Cookies", "parse_cookie_header", "render_set_cookie", "secure_cookies_dropped")
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _TOKEN_BAD = frozenset(' \t\r\n;,="()<>@:\\/[]?{}\x00')
@@ -24,6 +24,23 @@ def parse_cookie_header(value: str) -> dict[str, str]:
             val = val[1:-1]
         cookies.setdefault(name.strip(), unquote(val))
     return cookies
+
+
+def secure_cookies_dropped(set_cookies: list[str], scheme: str, host: str) -> list[str]:
+    """Names of the ``Secure`` cookies among ``set_cookies`` a browser will drop.
+
+    A browser stores a ``Secure`` cookie only from an https page, or from plain http
+    on localhost (127.0.0.1, ::1): anywhere else over http it is silently discarded.
+    """
+    if scheme == "https" or host.lower() in _LOCAL_HOSTS:
+        return []
+    dropped: list[str] = []
+    for value in set_cookies:
+        name, _, rest = value.partition("=")
+        attributes = [part.strip().lower() for part in rest.split(";")[1:]]
+        if "secure" in attributes:
+            dropped.append(name.strip())
+    return dropped
 
 
 def render_set_cookie(name: str, value: str, attrs: dict[str, object]) -> str:

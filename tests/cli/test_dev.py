@@ -431,3 +431,28 @@ def test_a_folder_that_is_no_site_gets_a_warning(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "does not look like a site" in server.text
+
+
+COOKIE_ROUTE = """def get(event):
+    event.cookies.set("session", "abc")  # Secure by default off localhost
+    return {"body": {"ok": True}}
+"""
+
+
+def test_a_secure_cookie_over_plain_http_is_warned_once(dev: DevServer, site: Path) -> None:
+    (site / "routes" / "login.py").write_text(COOKIE_ROUTE)
+    (site / "routes" / "boom.py").write_text("def get(event):\n    raise RuntimeError('x')\n")
+    dev.poll("/login", lambda response: response.status_code == 200)
+    assert "Secure" not in dev.text  # 127.0.0.1: the cookie is not Secure, no warning
+    remote = {"host": f"devbox.example:{dev.port}", "accept": "text/html"}
+    for _ in range(2):
+        response = httpx.get(dev.url + "/login", headers=remote, timeout=10)
+        assert "Secure" in response.headers["set-cookie"]
+    page = httpx.get(dev.url + "/boom", headers=remote, timeout=10)
+    assert page.status_code == 500
+    assert "data-kitpy-dev-notice" in page.text and "&#x27;session&#x27; is Secure" in page.text
+    warning = "the cookie 'session' is Secure, but devbox.example is served over plain http"
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while warning not in dev.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dev.text.count(warning) == 1, dev.text

@@ -257,8 +257,10 @@ async def test_a_remote_objects_websocket_and_a_broadcast_of_one_message_per_nod
         assert await sockets[2].receive() == "echo:b'\\x01\\x02'"
 
         # what the object sent before its 101 left arrives first
-        greeted = await a.system.namespace("counters").get_by_name("room").fetch(
-            "/ws", headers={"x-who": "gus", "x-tag": "hello"}
+        greeted = (
+            await a.system.namespace("counters")
+            .get_by_name("room")
+            .fetch("/ws", headers={"x-who": "gus", "x-tag": "hello"})
         )
         assert greeted.websocket is not None
         assert await greeted.websocket.receive() == "welcome"
