@@ -52,9 +52,9 @@ async def run_node(
     remote = RemoteObjects(transport, placement, retry_for=lease_ttl + RETRY_MARGIN)
     system = ObjectSystem(backend, bindings, env, idle_timeout=idle_timeout, router=remote)
     remote.attach(system)
+    await transport.connect(remote.on_frame)  # TransportError: NATS unreachable
     try:
         async with system.run(), remote:
-            await transport.connect(remote.on_frame)
             yield system
     finally:
         await transport.close()

@@ -433,9 +433,14 @@ class RemoteObjects:
 
     def on_frame(self, frame: Frame, reply: str) -> None:
         """Every frame of our inbox (the transport's handler; never blocks)."""
-        if self._tg is None:
-            return  # shutting down: callers retry elsewhere once our leases are gone
         kind = frame.kind
+        if self._tg is None:
+            # Not serving (starting or stopping): a caller asks the placement again.
+            sender = frame.meta.get("f")
+            if kind in (Kind.FETCH, Kind.CALL, Kind.ALARM) and isinstance(sender, str):
+                meta = {"f": self.node, "r": 1, "error": "not_owner"}
+                self._send_soon(sender, encode_frame(Kind.FAILED, frame.call, meta))
+            return
         if kind is Kind.NO_RESPONDERS:
             call = self._calls.get(frame.call)
             if call is not None:

@@ -19,9 +19,11 @@ their meaning.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import os
 import re
 import struct
 from collections.abc import Callable
@@ -52,6 +54,8 @@ _MAGIC = b"kp"
 _HEAD = struct.Struct("!2sBQI")  # magic, kind, call id, meta length
 #: Largest body a frame carries; HTTP bodies stream in chunks of at most this size.
 CHUNK_SIZE = 64 * 1024
+#: Seconds the first connection to NATS may take before start-up fails.
+CONNECT_DEADLINE = 5.0
 _NODE_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
@@ -166,22 +170,35 @@ class Transport:
     async def connect(self, handler: Callable[[Frame, str], None]) -> None:
         """Connect and start listening; TransportError if NATS cannot be reached."""
 
-        async def quiet(exc: Exception) -> None:
-            logger.warning("NATS %s: %s", self.url, exc or type(exc).__name__)
+        failures: list[BaseException] = []
+
+        async def on_error(exc: Exception) -> None:
+            if self._nc is None:
+                failures.append(exc)  # still connecting: reported once, below
+            else:
+                logger.warning("NATS %s: %s", self.url, exc or type(exc).__name__)
 
         try:
-            nc = await nats.connect(
-                self.url,
-                name=f"kitpy {self.node}",
-                connect_timeout=2,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                error_cb=quiet,
-                pending_size=64 * 1024 * 1024,
+            # Reconnects forever once connected; the first connection gets a deadline.
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    name=f"kitpy {self.node}",
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=on_error,
+                    pending_size=64 * 1024 * 1024,
+                ),
+                CONNECT_DEADLINE,
             )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
+            cause = failures[-1] if failures else exc
+            if isinstance(cause, OSError) and cause.errno:
+                reason = os.strerror(cause.errno).lower()  # "connection refused"
+            else:
+                reason = str(cause) or type(cause).__name__
             raise TransportError(f"cannot reach {self.url}: {reason}") from None
         self._nc = nc
         inbox = self.inbox

@@ -338,3 +338,22 @@ async def test_garbage_on_a_nodes_subject_is_logged_and_dropped(
         # the node still works
         await b.system.namespace("counters").get_by_name("g").increment()
         assert await a.system.namespace("counters").get_by_name("g").increment() == 2
+
+
+async def test_an_unreachable_nats_is_one_sentence_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from kitpy.cluster import transport
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(transport, "CONNECT_DEADLINE", 1.0)
+    node = Transport(f"nats://127.0.0.1:{port}", "kitpy.none", "lonely")
+    with pytest.raises(transport.TransportError) as raised:
+        await node.connect(lambda frame, reply: None)
+    message = str(raised.value)
+    assert message.startswith(f"cannot reach nats://127.0.0.1:{port}: ")
+    assert "refused" in message.lower() and "\n" not in message
