@@ -196,8 +196,9 @@ class DevApp:
     def _reload_socket(self) -> Response:
         client, server = WebSocketPair()
         server.accept()
-        self.pages.add(server)  # kept open; the server closes it with 1012 when we stop
-        server.on_close(self.pages.discard)
+        # Kept open; the server closes it with 1012 when we stop. Closed ones go here.
+        self.pages = {page for page in self.pages if not page.closed}
+        self.pages.add(server)
         return Response(status=101, websocket=client)
 
     def reload_pages(self) -> None:
