@@ -95,7 +95,11 @@ class OpKind(Enum):
 
 @dataclass(slots=True)
 class Op:
-    """One write, as the driver applies it. ``value`` is JSON text (PUT only)."""
+    """One write, as the driver applies it. ``value`` is JSON text (PUT only).
+
+    ``epoch``: the ownership epoch of the view that issued it (0 where there is none);
+    a fencing driver refuses it once that epoch is no longer this node's.
+    """
 
     kind: OpKind
     namespace: str
@@ -103,6 +107,7 @@ class Op:
     key: str = ""
     value: str = ""
     at: float = 0.0
+    epoch: int = 0
 
 
 class Driver(Protocol):
@@ -612,14 +617,21 @@ async def _list(
 class ObjectStorage:
     """The :class:`~kitpy.storage.base.Storage` of one (namespace, object id)."""
 
-    __slots__ = ("_engine", "_owner")
+    __slots__ = ("_engine", "_epoch", "_owner")
 
-    def __init__(self, engine: Engine, namespace: str, object_id: str) -> None:
+    def __init__(self, engine: Engine, namespace: str, object_id: str, epoch: int = 0) -> None:
         self._engine = engine
         self._owner: Owner = (
             check_name("namespace", namespace),
             check_name("object id", object_id),
         )
+        self._epoch = epoch  # stamped on every write (a cluster's fencing epoch)
+
+    def _submit(self, ops: list[Op], reduce: Callable[[list[int]], T]) -> Ack[T]:
+        if self._epoch:
+            for op in ops:
+                op.epoch = self._epoch
+        return self._engine.submit(self._owner, ops, reduce)
 
     def __repr__(self) -> str:
         return f"<ObjectStorage {self._owner[0]}/{self._owner[1]}>"
@@ -641,7 +653,7 @@ class ObjectStorage:
         ops = _put_ops(self._owner, key, value)
         if not ops:
             return _Done(None)
-        return self._engine.submit(self._owner, ops, _none)
+        return self._submit(ops, _none)
 
     @overload
     def delete(self, key: str) -> Awaitable[bool]: ...
@@ -652,11 +664,11 @@ class ObjectStorage:
         namespace, object_id = self._owner
         if isinstance(key, str):
             op = Op(OpKind.DELETE, namespace, object_id, check_key(key))
-            return self._engine.submit(self._owner, [op], _existed)
+            return self._submit([op], _existed)
         ops = [Op(OpKind.DELETE, namespace, object_id, name) for name in check_keys(key)]
         if not ops:
             return _Done(0)
-        return self._engine.submit(self._owner, ops, _count)
+        return self._submit(ops, _count)
 
     async def list(
         self,
@@ -673,7 +685,7 @@ class ObjectStorage:
     def delete_all(self) -> Awaitable[None]:
         """Delete every key of this object (its alarm stays)."""
         op = Op(OpKind.DELETE_ALL, *self._owner)
-        return self._engine.submit(self._owner, [op], _none)
+        return self._submit([op], _none)
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """``async with storage.transaction() as txn``: all of txn's writes or none."""
@@ -695,7 +707,7 @@ class ObjectStorage:
             else Op(OpKind.DELETE, namespace, object_id, key)
             for key, value in txn.writes.items()
         ]
-        await self._engine.submit(self._owner, ops, _none)
+        await self._submit(ops, _none)
 
     async def get_alarm(self) -> float | None:
         """The alarm time in epoch seconds, or None."""
@@ -704,12 +716,12 @@ class ObjectStorage:
     def set_alarm(self, when: datetime | float) -> Awaitable[None]:
         """Set the object's one alarm: an aware datetime or epoch seconds."""
         op = Op(OpKind.SET_ALARM, *self._owner, at=alarm_time(when))
-        return self._engine.submit(self._owner, [op], _none)
+        return self._submit([op], _none)
 
     def delete_alarm(self) -> Awaitable[None]:
         """Remove the object's alarm, if any."""
         op = Op(OpKind.DELETE_ALARM, *self._owner)
-        return self._engine.submit(self._owner, [op], _none)
+        return self._submit([op], _none)
 
     async def sync(self) -> None:
         """Wait until every write issued so far is durable; raise if one failed."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from kitpy.errors import StorageError
-from kitpy.storage.engine import EngineBackend, Op, OpKind, range_sql
+from kitpy.storage.engine import EngineBackend, ObjectStorage, Op, OpKind, range_sql
 
 if TYPE_CHECKING:
     import psycopg
@@ -208,21 +208,30 @@ class PostgresDriver:
     def _check_fence(
         self, conn: psycopg.Connection[Any], fencing: Fencing, ops: Sequence[Op]
     ) -> None:
-        wanted: dict[tuple[str, str], int | None] = {}
+        """Refuse the batch unless this node holds every object it writes, as in the table.
+
+        An op stamped with an epoch (by the instance's storage view) must have been
+        issued under the epoch held now: a write of an instance from an earlier tenure
+        of this node is refused too.
+        """
+        held: dict[tuple[str, str], int | None] = {}
+        stale: tuple[str, str, int] | None = None
         for op in ops:
             owner = (op.namespace, op.object_id)
-            if owner not in wanted:
-                wanted[owner] = fencing.held_epoch(*owner)
-        rows = conn.execute(
-            _FENCE, ([ns for ns, _ in wanted], [oid for _, oid in wanted])
-        ).fetchall()
+            if owner not in held:
+                held[owner] = fencing.held_epoch(*owner)
+            if op.epoch and op.epoch != held[owner] and stale is None:
+                stale = (op.namespace, op.object_id, op.epoch)
+        rows = conn.execute(_FENCE, ([ns for ns, _ in held], [oid for _, oid in held])).fetchall()
         found = {(str(ns), str(oid)): (owner, int(epoch)) for ns, oid, owner, epoch in rows}
         node = fencing.node
-        for (namespace, object_id), epoch in wanted.items():
+        for (namespace, object_id), epoch in held.items():
             row = found.get((namespace, object_id))
-            if epoch is not None and row is not None and row == (node, epoch):
-                continue
-            if epoch is None:
+            if epoch is not None and row == (node, epoch):
+                if stale is None or stale[:2] != (namespace, object_id):
+                    continue
+                why = f"the write was issued at epoch {stale[2]}, this node holds {epoch} now"
+            elif epoch is None:
                 why = "this node does not hold it"
             elif row is None:
                 why = "it has no owner row"
@@ -355,3 +364,10 @@ class PostgresBackend(EngineBackend):
             url, fencing=fencing, idle_in_transaction_timeout=idle_in_transaction_timeout
         )
         super().__init__(self.driver, offload=True, label=self.driver.label)
+        self._fencing = fencing
+
+    def storage(self, namespace: str, object_id: str) -> ObjectStorage:
+        """The view of one object; with fencing, its writes carry the epoch held now."""
+        fencing = self._fencing
+        epoch = fencing.held_epoch(namespace, object_id) if fencing is not None else None
+        return ObjectStorage(self._engine, namespace, object_id, epoch or 0)
