@@ -484,11 +484,9 @@ class ObjectSystem:
         cls = self.object_class(object_id.namespace)
         try:
             name, args, kwargs = rpc.decode_call(payload)
-            function = rpc.check_method(cls, name)
+            is_async = rpc.rpc_method(cls, name)[1]
         except (rpc.CallError, AttributeError) as exc:
             return rpc.encode_error(exc)
-        label = f"{cls.__qualname__}.{name}()"
-        is_async = inspect.iscoroutinefunction(function)
 
         async def handler(instance: DurableObject) -> bytes:
             method = getattr(instance, name)
@@ -498,14 +496,21 @@ class ObjectSystem:
                 result = method(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
-            return rpc.encode_result(result, label)
+            return rpc.encode_result(result, f"{cls.__qualname__}.{name}()")
 
         try:
             return await self._deliver(object_id, handler)
         except HTTPError as exc:
             return rpc.encode_error(exc)
         except Exception as exc:
-            logger.error("%s/%s: %s raised", object_id.namespace, object_id, label, exc_info=exc)
+            logger.error(
+                "%s/%s: %s.%s() raised",
+                object_id.namespace,
+                object_id,
+                cls.__qualname__,
+                name,
+                exc_info=exc,
+            )
             return rpc.encode_error(exc)
 
     async def _deliver(

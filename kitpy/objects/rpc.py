@@ -55,6 +55,7 @@ __all__ = (
     "VERSION",
     "CallError",
     "check_method",
+    "rpc_method",
     "decode_call",
     "decode_outcome",
     "encode_call",
@@ -231,6 +232,26 @@ def check_method(cls: type, name: str) -> Callable[..., Any]:
     Callable: public (no leading ``_``), not ``fetch``, ``alarm`` or a
     ``websocket_*`` handler, and a method (or other callable) of the class.
     """
+    return rpc_method(cls, name)[0]
+
+
+_METHODS: dict[tuple[type, str], tuple[Callable[..., Any], bool]] = {}
+
+
+def rpc_method(cls: type, name: str) -> tuple[Callable[..., Any], bool]:
+    """:func:`check_method`, and whether the function is a coroutine function (cached:
+    the two are asked on every call)."""
+    key = (cls, name)
+    known = _METHODS.get(key)
+    if known is None:
+        found = _find_method(cls, name)
+        if len(_METHODS) >= 4096:
+            _METHODS.clear()
+        known = _METHODS[key] = (found, inspect.iscoroutinefunction(found))
+    return known
+
+
+def _find_method(cls: type, name: str) -> Callable[..., Any]:
     where = f"{cls.__qualname__}.{name}"
     if name.startswith("_"):
         raise AttributeError(f"{where} is private: a stub calls only public methods")

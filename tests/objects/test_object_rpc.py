@@ -20,6 +20,12 @@ from kitpy.storage import SqliteBackend
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 # -- the encoding, as pure functions over bytes ----------------------------------------
 
 ROUND_TRIPS = [
