@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kitpy.cli.terminal import LOG_LEVELS
 from kitpy.errors import InitError, KitpyError, SiteError
+
+if TYPE_CHECKING:
+    from kitpy.runtime.config import SiteConfig
 
 __all__ = ("build_parser", "main")
 
@@ -36,6 +40,16 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, got {port}")
     return port
+
+
+def _workers(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {value!r}") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"workers is from 1 to 256, got {count}")
+    return count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop"
     )
     _add_log_level(serve)
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="N processes on one port (SO_REUSEPORT); durable objects then need [cluster]",
+    )
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     routes = commands.add_parser("routes", help="print the route table in precedence order")
@@ -171,7 +193,8 @@ def _serve(args: argparse.Namespace) -> int:
     from kitpy.cli.listen import listen_error
     from kitpy.cli.terminal import configure_logging
     from kitpy.protocol.limits import Limits
-    from kitpy.runtime.app import load_app
+    from kitpy.runtime.app import ObjectsFactory, load_app
+    from kitpy.runtime.config import load_config
     from kitpy.server import run
     from kitpy.server.requestid import RequestIdFormatter
 
@@ -179,17 +202,36 @@ def _serve(args: argparse.Namespace) -> int:
         raise KitpyError(
             "--backend trio needs Trio, which is not installed: pip install 'kitpy[trio]'"
         )
-    app = load_app(_site_folder(args.directory), dev=False)
-    config = app.site.config.server
-    host: str = args.host or config.host or SERVE_HOST
-    port: int = args.port if args.port is not None else (config.port or SERVE_PORT)
-    if args.port is None and config.port == 0:
+    directory = _site_folder(args.directory, warn=args.worker is None)
+    config = load_config(directory)
+    host: str = args.host or config.server.host or SERVE_HOST
+    port: int = args.port if args.port is not None else (config.server.port or SERVE_PORT)
+    if args.port is None and config.server.port == 0:
         port = 0
     try:
-        settings: dict[str, Any] = dict(config.limits)
+        settings: dict[str, Any] = dict(config.server.limits)
         limits = Limits(**settings)
     except (TypeError, ValueError) as exc:
         raise SiteError(f"[server]: {exc}", "kitpy.toml") from None
+    if args.workers > 1 and args.worker is None:
+        return _serve_workers(args, directory, host, port)
+    try:
+        cluster = _cluster_options(args, config, port)
+    except KitpyError as exc:
+        sys.stderr.write(f"kitpy: {_message(exc, args.directory)}\n")
+        return 2
+    objects: ObjectsFactory | None = None
+    if cluster is not None:
+        from kitpy.cli.cluster import check_engines, cluster_objects
+
+        if args.worker is None:  # a worker's parent has checked
+            check_engines(cluster)
+        objects = cluster_objects(cluster)
+    if args.worker is not None:
+        from kitpy.cli.workers import watch_parent
+
+        watch_parent()
+    app = load_app(directory, dev=False, objects=objects)
     # Lines logged while a request is handled start with its id (X-Request-Id).
     configure_logging(args.log_level, RequestIdFormatter("%(levelname)s %(name)s: %(message)s"))
 
@@ -206,17 +248,84 @@ def _serve(args: argparse.Namespace) -> int:
             port=port,
             limits=limits,
             backend=args.backend,
-            allowed_origins=list(config.allowed_origins)
-            if config.allowed_origins is not None
+            allowed_origins=list(config.server.allowed_origins)
+            if config.server.allowed_origins is not None
             else None,
             shutdown_close_code=1001,
             on_ready=on_ready,
+            reuse_port=args.worker is not None,
         )
     except OSError as exc:
         raise KitpyError(listen_error(host, port, exc, command="kitpy serve")) from None
     finally:
         app.close()
     return 0
+
+
+def _cluster_options(args: argparse.Namespace, config: SiteConfig, port: int) -> Any:
+    """The cluster settings (or None), refusing options a cluster cannot take."""
+    from kitpy.runtime.config import cluster_settings
+
+    cluster = cluster_settings(config, os.environ, port=port)
+    if cluster is not None and args.backend == "trio":
+        raise KitpyError(
+            "--backend trio: a cluster node runs on asyncio only "
+            f"(a cluster is configured by {cluster.source('postgres')})"
+        )
+    if cluster is None and args.workers > 1 and config.objects:
+        names = ", ".join(config.objects)
+        raise KitpyError(
+            f"--workers {args.workers}: kitpy.toml [objects] binds durable objects ({names}), "
+            "which need a cluster to run on several processes: set [cluster] postgres and "
+            "nats in kitpy.toml (or KITPY_POSTGRES and KITPY_NATS); see docs/cluster.md"
+        )
+    return cluster
+
+
+def _serve_workers(args: argparse.Namespace, directory: Path, host: str, port: int) -> int:
+    from kitpy.cli.workers import WorkerPlan, reserve_port, supervise
+    from kitpy.runtime.config import load_config
+    from kitpy.runtime.site import load_site
+
+    config = load_config(directory)
+    reserved, port = reserve_port(host, port)
+    try:
+        try:
+            cluster = _cluster_options(args, config, port)
+        except KitpyError as exc:
+            sys.stderr.write(f"kitpy: {_message(exc, args.directory)}\n")
+            return 2
+        load_site(directory).close()  # a broken site fails once, here
+        if cluster is not None:
+            from kitpy.cli.cluster import check_engines
+
+            check_engines(cluster)
+        nodes = [cluster.for_worker(i).node if cluster else "" for i in range(args.workers)]
+        plan = WorkerPlan(
+            command=[
+                sys.executable,
+                "-m",
+                "kitpy",
+                "serve",
+                str(directory),
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--backend",
+                args.backend,
+                "--log-level",
+                args.log_level,
+            ],
+            workers=args.workers,
+            host=host,
+            port=port,
+            env=[{"KITPY_NODE": node} if node else {} for node in nodes],
+            nodes=nodes,
+        )
+        return supervise(plan)
+    finally:
+        reserved.close()
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -409,27 +409,31 @@ def cluster_settings(
     """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    lines: dict[str, int | None] = {}
     for key, variable in CLUSTER_ENV.items():
         if environ.get(variable, "") != "":
             values[key] = environ[variable]
             sources[key] = variable
         elif key in config.cluster:
             values[key] = config.cluster[key]
-            line = _find_line(config.path, "cluster", key)
+            lines[key] = line = _find_line(config.path, "cluster", key)
             where = f"{CONFIG_NAME}:{line}" if line is not None else CONFIG_NAME
             sources[key] = f"{where}: [cluster] {key}"
     if "postgres" not in values and "nats" not in values:
         return None
 
     def fail(key: str, message: str) -> ConfigError:
+        if key in lines:  # from the file: the CLI shows the path from where it runs
+            return ConfigError(f"[cluster] {key}: {message}", CONFIG_NAME, lines[key])
         return ConfigError(f"{sources[key]}: {message}")
 
     for key in ("postgres", "nats"):
         if key not in values:
             other = "postgres" if key == "nats" else "nats"
-            raise ConfigError(
-                f"{sources[other]} is set but {key} is not: a cluster needs both; "
-                f"set [cluster] {key} in {CONFIG_NAME} or {CLUSTER_ENV[key]}"
+            raise fail(
+                other,
+                f"set, but not {key}: a cluster needs both; "
+                f"set [cluster] {key} in {CONFIG_NAME} or {CLUSTER_ENV[key]}",
             )
     postgres = _check_url(values["postgres"], _POSTGRES_SCHEMES, "postgresql://", "postgres", fail)
     nats = _check_url(values["nats"], _NATS_SCHEMES, "nats://", "nats", fail)

@@ -119,15 +119,20 @@ class _Server:
         on_ready: Callable[[list[Address]], None] | None = None,
         sockets: Sequence[socket.socket] | None = None,
         task_status: anyio.abc.TaskStatus[list[Address]] = anyio.TASK_STATUS_IGNORED,
+        reuse_port: bool = False,
     ) -> None:
         """Serve until :meth:`request_stop`, then drain and return.
 
         With ``sockets`` (already listening, e.g. inherited from ``kitpy dev``'s
         supervisor) ``host`` and ``port`` are not bound; the sockets are closed here
         on the way out, which leaves other holders of the same socket listening.
+        ``reuse_port`` sets SO_REUSEPORT on the sockets bound here, so several
+        processes share the port (``kitpy serve --workers``).
         """
         if sockets is None:
-            multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
+            multi = await anyio.create_tcp_listener(
+                local_host=host, local_port=port, reuse_port=reuse_port
+            )
             # create_tcp_listener only makes SocketListeners (one per address family).
             listeners = [cast(anyio.abc.SocketListener, item) for item in multi.listeners]
         else:
@@ -288,12 +293,14 @@ def run(
     shutdown_close_code: int = 1001,
     on_ready: Callable[[list[Address]], None] | None = None,
     sockets: Sequence[socket.socket] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully and return.
 
     ``backend`` is ``"asyncio"`` (with uvloop when it is installed) or ``"trio"``. A
     second signal during the shutdown closes every connection at once. ``sockets``:
-    listening sockets to accept on instead of binding ``host:port``. See
+    listening sockets to accept on instead of binding ``host:port``. ``reuse_port``
+    lets other processes listen on the same port (``kitpy serve --workers``). See
     :func:`serve` for the other arguments.
     """
     if backend not in _BACKENDS:
@@ -313,7 +320,9 @@ def run(
         with _unwrap_groups():
             async with anyio.create_task_group() as tg:
                 await tg.start(watch_signals, server.request_stop, server.force_stop)
-                await server.run(host, port, on_ready=on_ready, sockets=sockets)
+                await server.run(
+                    host, port, on_ready=on_ready, sockets=sockets, reuse_port=reuse_port
+                )
                 tg.cancel_scope.cancel()
 
     anyio.run(main, backend=backend, backend_options=options)

@@ -83,7 +83,7 @@ def test_the_environment_wins_key_by_key(make_site: MakeSite) -> None:
         (
             f'[cluster]\npostgres = "{PG}"\n',
             {},
-            "kitpy.toml:2: [cluster] postgres is set but nats is not",
+            "kitpy.toml:2: [cluster] postgres: set, but not nats",
         ),
     ],
 )
