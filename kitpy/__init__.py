@@ -20,6 +20,7 @@ from kitpy.http.response import Response as Response
 from kitpy.http.response import error as error
 from kitpy.http.response import html as html
 from kitpy.http.response import json as json
+from kitpy.http.response import json as json_response
 from kitpy.http.response import redirect as redirect
 from kitpy.http.response import text as text
 from kitpy.http.url import URL as URL
@@ -34,6 +35,7 @@ from kitpy.objects.ids import ObjectId as ObjectId
 from kitpy.objects.namespace import Namespace as Namespace
 from kitpy.objects.namespace import Stub as Stub
 from kitpy.objects.state import DurableObjectState as DurableObjectState
+from kitpy.runtime.cors import cors as cors
 from kitpy.runtime.event import Env as Env
 from kitpy.runtime.event import Platform as Platform
 from kitpy.runtime.event import RequestEvent as RequestEvent
@@ -71,9 +73,11 @@ __all__ = (
     "WebSocketClosed",
     "WebSocketDriver",
     "WebSocketPair",
+    "cors",
     "error",
     "html",
     "json",
+    "json_response",
     "redirect",
     "sequence",
     "text",

@@ -230,6 +230,7 @@ class SiteApp:
             params=dict(match.params) if match else {},
             route=match.route.id if match else None,
             client=client,
+            cookie_secret=self.site.config.server.cookie_secret,
         )
         handle = self.site.handle
         try:

@@ -92,6 +92,7 @@ _SERVER_KEYS = {
     "trusted_proxies",
     "object_idle_timeout",
     "handler_timeout",
+    "cookie_secret",
     *LIMIT_KEYS,
 }
 _BINDING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -111,6 +112,8 @@ class ServerConfig:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     object_idle_timeout: float = 30.0
     handler_timeout: float | None = None
+    #: The key of ``event.cookies.set(..., signed=True)``; never shown in a repr.
+    cookie_secret: str | None = field(default=None, repr=False)
     #: Only the limit keys the file sets, for ``Limits(**limits)``.
     limits: dict[str, int | float] = field(default_factory=dict)
 
@@ -200,18 +203,22 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> SiteConfig:
     for name, value in data.get("env", {}).items():
         if name in objects:
             raise fail("env", name, "this name is also an [objects] binding; rename one")
-        env[name] = _env_value(name, value, fail)
+        env[name] = _env_value("env", name, value, fail)
 
     cluster = _parse_cluster(data.get("cluster", {}), fail)
     return SiteConfig(path=path, server=server, objects=objects, env=env, cluster=cluster)
 
 
+#: Signing keys shorter than this are refused (they could be guessed).
+MIN_SECRET_LENGTH = 16
 #: The keys of an ``[env]`` value read from the OS environment.
 _FROM_ENV_KEYS = frozenset({"from_env", "default"})
 
 
-def _env_value(name: str, value: Any, fail: Any, environ: Mapping[str, str] = os.environ) -> Any:
-    """An ``[env]`` value as the site sees it: ``{ from_env = "X" }`` is ``$X``."""
+def _env_value(
+    section: str, name: str, value: Any, fail: Any, environ: Mapping[str, str] = os.environ
+) -> Any:
+    """A value as the site sees it: ``{ from_env = "X" }`` is ``$X``."""
     if not isinstance(value, dict) or "from_env" not in value:
         return value
     extra = set(value) - _FROM_ENV_KEYS
@@ -229,7 +236,7 @@ def _env_value(name: str, value: Any, fail: Any, environ: Mapping[str, str] = os
     if "default" in value:
         return value["default"]
     raise fail(
-        "env",
+        section,
         name,
         f"the environment variable {variable} is not set "
         f'(from_env = "{variable}"); set it, or add default = ... to use without it',
@@ -269,6 +276,17 @@ def _parse_server(table: dict[str, Any], fail: Any) -> ServerConfig:
             values[key] = tuple(networks)
         elif key == "object_idle_timeout":
             values[key] = float(_number(value, float, key, fail))
+        elif key == "cookie_secret":
+            secret = _env_value("server", key, value, fail)
+            if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+                raise fail(
+                    "server",
+                    key,
+                    f"expected a string of {MIN_SECRET_LENGTH} characters or more (e.g. "
+                    'python3 -c "import secrets; print(secrets.token_urlsafe(32))"), '
+                    'or { from_env = "NAME" }',
+                )
+            values[key] = secret
         elif key == "handler_timeout":
             seconds = float(_number(value, float, key, fail))
             if seconds == 0:

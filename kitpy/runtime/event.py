@@ -99,6 +99,7 @@ class RequestEvent:
         params: dict[str, str] | None = None,
         route: str | None = None,
         client: tuple[str, int] | None = None,
+        cookie_secret: str | None = None,
     ) -> None:
         self.request = request
         self.url: URL = request.url
@@ -106,7 +107,7 @@ class RequestEvent:
         self.route = route
         self.locals: dict[str, Any] = {}
         self.platform = platform
-        self.cookies = Cookies(request.headers.get("cookie"), request.url.host)
+        self.cookies = Cookies(request.headers.get("cookie"), request.url.host, cookie_secret)
         self.client = client if client is not None else request.client
 
     def __repr__(self) -> str:

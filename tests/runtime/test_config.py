@@ -210,3 +210,17 @@ def test_a_bad_from_env_is_an_error(make_site: MakeSite, value: str, message: st
         load_config(make_site({"kitpy.toml": f"[env]\nSECRET = {value}\n"}))
     assert message in str(caught.value)
     assert "s3cr3t" not in str(caught.value)
+
+
+def test_cookie_secret_from_the_environment(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = '[server]\ncookie_secret = { from_env = "KITPY_TEST_COOKIE_SECRET" }\n'
+    monkeypatch.setenv("KITPY_TEST_COOKIE_SECRET", "x" * 32)
+    config = load_config(make_site({"kitpy.toml": toml}))
+    assert config.server.cookie_secret == "x" * 32
+    assert "x" * 32 not in repr(config)
+    monkeypatch.setenv("KITPY_TEST_COOKIE_SECRET", "short")
+    with pytest.raises(ConfigError, match="16 characters or more") as caught:
+        load_config(make_site({"kitpy.toml": toml}))
+    assert "short" not in str(caught.value)
