@@ -15,17 +15,20 @@ objects over at their next event, with no wait.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
 
 from kitpy.cluster.remote import Placement, RemoteObjects
-from kitpy.cluster.transport import Transport
+from kitpy.cluster.transport import Transport, site_prefix
 from kitpy.objects.base import DurableObject
 from kitpy.objects.registry import ObjectSystem
 from kitpy.storage.base import StorageBackend
 
-__all__ = ("run_node",)
+__all__ = ("ClusterConfig", "cluster_objects", "run_node")
 
 logger = logging.getLogger("kitpy.cluster")
 
@@ -58,3 +61,68 @@ async def run_node(
             yield system
     finally:
         await transport.close()
+
+
+class ClusterConfig(Protocol):
+    """What a node needs to know (``kitpy.runtime.config.ClusterSettings`` has it)."""
+
+    @property
+    def postgres(self) -> str: ...
+    @property
+    def nats(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def lease_ttl(self) -> float: ...
+
+
+ObjectsFactory = Callable[[Any, Any, Path], AbstractAsyncContextManager[ObjectSystem]]
+
+
+def cluster_objects(settings: ClusterConfig) -> ObjectsFactory:
+    """The objects factory of a cluster node: ``factory(site, env, state_dir)``.
+
+    Its context runs the node: the placement (PostgreSQL leases, registered with this
+    node's NATS inbox), PostgreSQL storage fenced by it, the NATS transport and the
+    object system routed through them, and the sweep that picks up alarms of objects
+    no live node holds. ``state_dir`` is not used: everything lives in PostgreSQL.
+    """
+
+    @asynccontextmanager
+    async def factory(site: Any, env: Any, state_dir: Path) -> AsyncIterator[ObjectSystem]:
+        from kitpy.cluster.placement import PostgresPlacement, sweep_alarms
+        from kitpy.storage.postgres import PostgresBackend
+
+        transport = Transport(settings.nats, site_prefix(settings.postgres), settings.node)
+        backends: list[PostgresBackend] = []
+
+        async def flush() -> None:
+            for backend in backends:
+                await backend.sync()
+
+        placement = PostgresPlacement(
+            settings.postgres,
+            settings.node,
+            transport.inbox,
+            lease_ttl=settings.lease_ttl,
+            flush=flush,
+        )
+        async with placement:
+            backend = PostgresBackend(settings.postgres, fencing=placement)
+            backends.append(backend)
+            async with run_node(
+                bindings=site.bindings,
+                env=env,
+                backend=backend,
+                placement=placement,
+                transport=transport,
+                lease_ttl=settings.lease_ttl,
+                idle_timeout=site.config.server.object_idle_timeout,
+            ) as system, anyio.create_task_group() as tg:
+                tg.start_soon(sweep_alarms, placement, system.ensure_alarm)
+                try:
+                    yield system
+                finally:
+                    tg.cancel_scope.cancel()
+
+    return factory
