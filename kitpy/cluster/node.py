@@ -110,15 +110,18 @@ def cluster_objects(settings: ClusterConfig) -> ObjectsFactory:
         async with placement:
             backend = PostgresBackend(settings.postgres, fencing=placement)
             backends.append(backend)
-            async with run_node(
-                bindings=site.bindings,
-                env=env,
-                backend=backend,
-                placement=placement,
-                transport=transport,
-                lease_ttl=settings.lease_ttl,
-                idle_timeout=site.config.server.object_idle_timeout,
-            ) as system, anyio.create_task_group() as tg:
+            async with (
+                run_node(
+                    bindings=site.bindings,
+                    env=env,
+                    backend=backend,
+                    placement=placement,
+                    transport=transport,
+                    lease_ttl=settings.lease_ttl,
+                    idle_timeout=site.config.server.object_idle_timeout,
+                ) as system,
+                anyio.create_task_group() as tg,
+            ):
                 tg.start_soon(sweep_alarms, placement, system.ensure_alarm)
                 try:
                     yield system
