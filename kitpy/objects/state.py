@@ -20,18 +20,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar
 
 from kitpy.http.websocket import WebSocket, WebSocketDriver
 from kitpy.objects.gate import Blocking, Gated, InputGate
 from kitpy.objects.ids import ObjectId
-from kitpy.storage.base import Storage, Transaction, alarm_time
+from kitpy.storage.base import ListQuery, Storage, Transaction, alarm_time
 
 __all__ = ("DurableObjectState", "GatedStorage", "ObjectHost")
 
 T = TypeVar("T")
-
-_MISSING: Any = object()
 
 #: Cloudflare's limits on tags per accepted WebSocket and on one tag's length.
 MAX_TAGS = 10
@@ -56,7 +54,7 @@ class ObjectHost(Protocol):
         """Drop this instance: its ``block_concurrency_while`` work raised ``error``."""
 
 
-class GatedStorage:
+class GatedStorage(Storage):
     """The object's :class:`~kitpy.storage.base.Storage`, with the gates applied.
 
     Every method delegates to the backend's storage. Around each *awaited* operation
@@ -82,46 +80,31 @@ class GatedStorage:
         self._writes += 1
         return Gated(ack, self._gate)
 
-    @overload
-    async def get(self, key: str) -> Any | None: ...
-    @overload
-    async def get(self, key: list[str]) -> dict[str, Any]: ...
-    async def get(self, key: str | list[str]) -> Any:
-        """The value of ``key`` or None; for a list of keys, a dict of those found."""
+    async def _get_one(self, key: str) -> Any | None:
         with self._gate.holding():
             return await self._inner.get(key)
 
-    @overload
-    def put(self, key: str, value: Any) -> Awaitable[None]: ...
-    @overload
-    def put(self, key: dict[str, Any]) -> Awaitable[None]: ...
-    def put(self, key: str | dict[str, Any], value: Any = _MISSING) -> Awaitable[None]:
-        """Store ``value`` at ``key`` (or every entry of a dict); await for durability."""
-        if value is _MISSING:
-            return self._wrote(self._inner.put(key))  # type: ignore[arg-type]
-        return self._wrote(self._inner.put(key, value))  # type: ignore[arg-type]
+    async def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        with self._gate.holding():
+            return await self._inner.get(keys)
 
-    @overload
-    def delete(self, key: str) -> Awaitable[bool]: ...
-    @overload
-    def delete(self, key: list[str]) -> Awaitable[int]: ...
-    def delete(self, key: str | list[str]) -> Awaitable[bool] | Awaitable[int]:
-        """Delete a key (awaits to whether it existed) or many (to how many existed)."""
+    def _put(self, entries: dict[str, Any]) -> Awaitable[None]:
+        return self._wrote(self._inner.put(entries))
+
+    def _delete_one(self, key: str) -> Awaitable[bool]:
         return self._wrote(self._inner.delete(key))
 
-    async def list(
-        self,
-        *,
-        prefix: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
-        limit: int | None = None,
-        reverse: bool = False,
-    ) -> dict[str, Any]:
-        """Entries in key order; ``start`` inclusive, ``end`` exclusive."""
+    def _delete_many(self, keys: list[str]) -> Awaitable[int]:
+        return self._wrote(self._inner.delete(keys))
+
+    async def _list(self, query: ListQuery) -> dict[str, Any]:
         with self._gate.holding():
             return await self._inner.list(
-                prefix=prefix, start=start, end=end, limit=limit, reverse=reverse
+                prefix=query.prefix,
+                start=query.start,
+                end=query.end,
+                limit=query.limit,
+                reverse=query.reverse,
             )
 
     def delete_all(self) -> Awaitable[None]:

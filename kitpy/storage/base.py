@@ -1,7 +1,9 @@
-"""The storage contract: the protocols callers code against, and its input rules.
+"""The storage contract: the classes callers code against, and its input rules.
 
 A :class:`StorageBackend` is one per site; ``backend.storage(namespace, object_id)``
 gives the per-object :class:`Storage` view a durable object sees as ``state.storage``.
+:class:`KeyValue` declares the read/write surface once (get, put, delete, list, with
+their overloads); :class:`Storage` and :class:`Transaction` add what each has besides.
 Values are JSON-compatible (``dict`` with ``str`` keys, ``list``, ``str``, ``int``,
 ``float``, ``bool``, ``None``) and are stored as JSON text; keys are non-empty ``str``.
 Key order is UTF-8 byte order, as Cloudflare's (docs/storage.md, "Reading":
@@ -17,42 +19,117 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, overload
 
 from kitpy.errors import StorageError
 
 __all__ = (
+    "MISSING",
+    "KeyValue",
+    "ListQuery",
     "Storage",
     "StorageBackend",
     "Transaction",
     "alarm_time",
+    "check_bound",
     "check_key",
     "check_keys",
+    "check_limit",
     "check_name",
     "encode_value",
 )
 
 
-class Transaction(Protocol):
-    """The ``txn`` of ``async with storage.transaction() as txn``: reads see its own writes."""
+MISSING: Any = object()  # put()'s value when none is given
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The checked options of one ``list()`` call."""
+
+    prefix: str | None
+    start: str | None
+    end: str | None
+    limit: int | None
+    reverse: bool
+
+
+class KeyValue(ABC):
+    """The read/write surface that :class:`Storage` and :class:`Transaction` share,
+    declared once.
+
+    The public methods check their arguments (the input rules below) and hand plain
+    values to the primitives a subclass provides: the engine's views, which turn them
+    into ops, and the object's gated wrapper, which passes them on with the input gate
+    closed.
+    """
+
+    __slots__ = ()
 
     @overload
     async def get(self, key: str) -> Any | None: ...
     @overload
     async def get(self, key: list[str]) -> dict[str, Any]: ...
+    async def get(self, key: str | list[str]) -> Any:
+        """The value of ``key`` or None; for a list of keys, a dict of those found."""
+        if isinstance(key, str):
+            return await self._get_one(check_key(key))
+        return await self._get_many(check_keys(key))
 
     @overload
     def put(self, key: str, value: Any) -> Awaitable[None]: ...
     @overload
     def put(self, key: dict[str, Any]) -> Awaitable[None]: ...
+    def put(self, key: str | dict[str, Any], value: Any = MISSING) -> Awaitable[None]:
+        """Store ``value`` at ``key`` (or every entry of a dict); await for durability."""
+        if isinstance(key, dict):
+            if value is not MISSING:
+                raise StorageError("put(dict) takes no value: the dict holds the entries")
+            return self._put(key)
+        if value is MISSING:
+            raise StorageError(f"put({key!r}) needs a value, or a dict of entries")
+        return self._put({check_key(key): value})
 
     @overload
     def delete(self, key: str) -> Awaitable[bool]: ...
     @overload
     def delete(self, key: list[str]) -> Awaitable[int]: ...
+    def delete(self, key: str | list[str]) -> Awaitable[bool] | Awaitable[int]:
+        """Delete a key (awaits to whether it existed) or many (to how many existed)."""
+        if isinstance(key, str):
+            return self._delete_one(check_key(key))
+        return self._delete_many(check_keys(key))
+
+    # The primitives return awaitables, so that a view may hand on its helper's
+    # coroutine without one more frame of its own.
+    @abstractmethod
+    def _get_one(self, key: str) -> Awaitable[Any | None]:
+        """The value of one checked key, or None."""
+
+    @abstractmethod
+    def _get_many(self, keys: list[str]) -> Awaitable[dict[str, Any]]:
+        """The values of the checked keys found."""
+
+    @abstractmethod
+    def _put(self, entries: dict[str, Any]) -> Awaitable[None]:
+        """Store each entry (its keys and values not checked yet: a view encodes them)."""
+
+    @abstractmethod
+    def _delete_one(self, key: str) -> Awaitable[bool]:
+        """Delete one checked key; the awaitable says whether it existed."""
+
+    @abstractmethod
+    def _delete_many(self, keys: list[str]) -> Awaitable[int]:
+        """Delete the checked keys; the awaitable says how many existed."""
+
+    @abstractmethod
+    def _list(self, query: ListQuery) -> Awaitable[dict[str, Any]]:
+        """The entries ``query`` selects, in key order (or reversed)."""
 
     async def list(
         self,
@@ -62,57 +139,56 @@ class Transaction(Protocol):
         end: str | None = None,
         limit: int | None = None,
         reverse: bool = False,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Entries in key order (UTF-8 bytes); ``start`` inclusive, ``end`` exclusive."""
+        query = ListQuery(
+            check_bound("prefix", prefix),
+            check_bound("start", start),
+            check_bound("end", end),
+            check_limit(limit),
+            bool(reverse),
+        )
+        return await self._list(query)
 
+
+class Transaction(KeyValue):
+    """The ``txn`` of ``async with storage.transaction() as txn``: reads see its own writes."""
+
+    __slots__ = ()
+
+    @abstractmethod
     def rollback(self) -> None:
         """Discard every write of this transaction; nothing is committed at exit."""
 
 
-class Storage(Protocol):
+class Storage(KeyValue):
     """Persistent JSON values by key for one (namespace, object id)."""
 
-    @overload
-    async def get(self, key: str) -> Any | None: ...
-    @overload
-    async def get(self, key: list[str]) -> dict[str, Any]: ...
+    __slots__ = ()
 
-    @overload
-    def put(self, key: str, value: Any) -> Awaitable[None]: ...
-    @overload
-    def put(self, key: dict[str, Any]) -> Awaitable[None]: ...
-
-    @overload
-    def delete(self, key: str) -> Awaitable[bool]: ...
-    @overload
-    def delete(self, key: list[str]) -> Awaitable[int]: ...
-
-    async def list(
-        self,
-        *,
-        prefix: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
-        limit: int | None = None,
-        reverse: bool = False,
-    ) -> dict[str, Any]: ...
-
+    @abstractmethod
     def delete_all(self) -> Awaitable[None]:
         """Delete every key of this object (its alarm stays)."""
 
+    @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """An atomic group of writes; an exception or ``rollback()`` writes nothing."""
+        """``async with storage.transaction() as txn``: all of txn's writes or none."""
 
+    @abstractmethod
     async def get_alarm(self) -> float | None:
         """The alarm time in epoch seconds, or None."""
 
+    @abstractmethod
     def set_alarm(self, when: datetime | float) -> Awaitable[None]:
         """Set the object's one alarm: an aware datetime or epoch seconds."""
 
+    @abstractmethod
     def delete_alarm(self) -> Awaitable[None]:
         """Remove the object's alarm, if any."""
 
+    @abstractmethod
     async def sync(self) -> None:
-        """Wait until every write issued so far is durable."""
+        """Wait until every write issued so far is durable; raise if one failed."""
 
 
 class StorageBackend(Protocol):
@@ -149,6 +225,24 @@ def check_key(key: object) -> str:
     except UnicodeEncodeError:
         raise StorageError(f"storage key {key!r} is not valid Unicode (lone surrogate)") from None
     return key
+
+
+def check_limit(limit: object) -> int | None:
+    """``list(limit=...)``: None or a positive int."""
+    if limit is None:
+        return None
+    if type(limit) is not int or limit < 1:
+        raise StorageError(f"list(limit=...) takes a positive int, got {limit!r}")
+    return limit
+
+
+def check_bound(name: str, bound: object) -> str | None:
+    """``list(prefix=/start=/end=...)``: None or a str."""
+    if bound is None:
+        return None
+    if type(bound) is not str:
+        raise StorageError(f"list({name}=...) takes a str, got {type(bound).__name__}")
+    return bound
 
 
 def check_keys(keys: object) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kitpy.storage.engine import EngineBackend, Op, OpKind
+from kitpy.storage.driver import Op, OpKind
+from kitpy.storage.views import EngineBackend
 
 __all__ = ("MemoryBackend", "MemoryDriver")
 

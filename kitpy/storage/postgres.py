@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from kitpy.errors import StorageError
-from kitpy.storage.engine import EngineBackend, ObjectStorage, Op, OpKind, range_sql
+from kitpy.storage.driver import Op, OpKind, range_sql
+from kitpy.storage.views import EngineBackend, ObjectStorage
 
 if TYPE_CHECKING:
     import psycopg

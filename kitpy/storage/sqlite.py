@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from kitpy.errors import StorageError
-from kitpy.storage.engine import EngineBackend, Op, OpKind, range_sql
+from kitpy.storage.driver import Op, OpKind, range_sql
+from kitpy.storage.views import EngineBackend
 
 __all__ = ("SqliteBackend", "SqliteDriver")
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -9,9 +9,21 @@ from engines import PostgresEngine
 
 from kitpy.cluster.schema import migrate
 from kitpy.storage import MemoryBackend, SqliteBackend
+from kitpy.storage.driver import Driver
 from kitpy.storage.postgres import PostgresBackend
+from kitpy.storage.views import EngineBackend
 
-Backend = MemoryBackend | SqliteBackend | PostgresBackend
+BackendFactory = Callable[[pytest.FixtureRequest], EngineBackend]
+
+# Every driver the storage contract runs on: a name and a factory that builds a fresh,
+# empty backend for one test (it asks for the fixtures it needs through the request).
+# A new driver is one more line here, and every test that takes the ``backend``
+# fixture then runs on it too.
+BACKENDS: dict[str, BackendFactory] = {
+    "memory": lambda request: MemoryBackend(),
+    "sqlite": lambda request: SqliteBackend(request.getfixturevalue("db_path")),
+    "postgres": lambda request: PostgresBackend(request.getfixturevalue("postgres_url")),
+}
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -43,17 +55,17 @@ def postgres_url(postgres_storage: str) -> Iterator[str]:
     yield postgres_storage
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=list(BACKENDS))
 async def backend(
-    request: pytest.FixtureRequest, db_path: Path, anyio_backend: str
-) -> AsyncIterator[Backend]:
-    """Every backend under the one contract suite."""
-    store: Backend
-    if request.param == "memory":
-        store = MemoryBackend()
-    elif request.param == "sqlite":
-        store = SqliteBackend(db_path)
-    else:
-        store = PostgresBackend(request.getfixturevalue("postgres_url"))
+    request: pytest.FixtureRequest, anyio_backend: str
+) -> AsyncIterator[EngineBackend]:
+    """Every registered driver under the one contract suite."""
+    store = BACKENDS[request.param](request)
     yield store
     await store.aclose()
+
+
+@pytest.fixture
+def driver(backend: EngineBackend) -> Driver:
+    """The driver behind ``backend``, where a test injects a fault."""
+    return backend._engine._driver

@@ -1,4 +1,5 @@
-"""The storage contract, run on the memory, SQLite and PostgreSQL backends, on asyncio and Trio."""
+"""The storage contract, run on every registered driver (BACKENDS in
+tests/storage/conftest.py: memory, SQLite, PostgreSQL), on asyncio and Trio."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ import anyio
 import pytest
 
 from kitpy.errors import StorageError
-from kitpy.storage import MemoryBackend, SqliteBackend, Storage
-from kitpy.storage.engine import OpKind
-from kitpy.storage.postgres import PostgresBackend
-
-Backend = MemoryBackend | SqliteBackend | PostgresBackend
+from kitpy.storage import Storage
+from kitpy.storage.driver import Driver, Op, OpKind
+from kitpy.storage.views import EngineBackend as Backend
 
 pytestmark = pytest.mark.anyio
 
@@ -490,52 +489,74 @@ async def test_writes_with_no_await_between_commit_together(backend: Backend) ->
     assert await other.get("b") == 2
 
 
+class _Unwritable:
+    """An op no driver can apply: reading what it does fails, as a full disk would."""
+
+    def __init__(self, op: Op) -> None:
+        self.namespace, self.object_id, self.key = op.namespace, op.object_id, op.key
+        self.value, self.at = op.value, op.at
+
+    @property
+    def kind(self) -> OpKind:
+        raise OSError(28, "No space left on device")
+
+
 async def test_a_failed_batch_writes_none_of_it(
-    backend: Backend, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, driver: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The atomicity of a batch: a fault in its last write undoes the ones before."""
+    """The atomicity of a batch: a fault in its last op undoes the ones before."""
     storage = backend.storage("ns", "o")
     await storage.put({"a": 0, "doomed": 0})
-    driver_type = type(backend._engine._driver)
-    real_apply = driver_type._apply  # type: ignore[attr-defined]
+    real_apply = driver.apply
     faults = 0
 
-    def failing_apply(*args: Any) -> int:
+    def apply_with_a_fault(ops: list[Op]) -> list[int]:
         nonlocal faults
-        op = args[-1]
-        if op.kind is OpKind.DELETE and op.key == "doomed":
+        if any(op.key == "poison" for op in ops):
             faults += 1
-            raise OSError(28, "No space left on device")
-        return real_apply(*args)  # type: ignore[no-any-return]
+            ops = [_Unwritable(op) if op.key == "poison" else op for op in ops]  # type: ignore[misc]
+        return real_apply(ops)
 
-    monkeypatch.setattr(driver_type, "_apply", failing_apply)
+    monkeypatch.setattr(driver, "apply", apply_with_a_fault)
     first = storage.put("a", 1)
     second = storage.put("b", 2)
     backend.storage("ns", "other").put("c", 3)
-    third = storage.delete("doomed")
-    with pytest.raises(StorageError, match="No space left on device"):
-        await first
-    with pytest.raises(StorageError, match="No space left on device"):
-        await second
-    with pytest.raises(StorageError, match="No space left on device"):
-        await third
+    third = storage.delete("doomed")  # applied before the fault, then undone
+    fourth = storage.put("poison", 4)
+    for ack in (first, second, third, fourth):
+        with pytest.raises(StorageError, match="No space left on device"):
+            await ack
     assert faults == 1
     assert await storage.list() == {"a": 0, "doomed": 0}  # the whole batch is gone
     assert await backend.storage("ns", "other").list() == {}
-    monkeypatch.setattr(driver_type, "_apply", real_apply)
+    monkeypatch.setattr(driver, "apply", real_apply)
     await storage.put("d", 4)  # the next batch commits: no dead flusher
     assert await storage.list() == {"a": 0, "d": 4, "doomed": 0}
 
 
+async def test_a_batch_applies_its_ops_in_order(backend: Backend) -> None:
+    storage = backend.storage("ns", "o")
+    await storage.put({"kept": 0, "cleared": 0})
+    storage.put("k", 1)
+    gone = storage.delete("k")
+    storage.delete_all()
+    storage.put("after", 2)
+    again = storage.put("after", 3)
+    assert await gone is True
+    await again
+    assert await storage.list() == {"after": 3}
+    assert await backend.storage("ns", "o").get(["k", "kept", "after"]) == {"after": 3}
+
+
 async def test_sync_reports_a_failed_write_nobody_awaited(
-    backend: Backend, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, driver: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = backend.storage("ns", "o")
 
     def broken(*args: Any) -> list[int]:
         raise StorageError("injected failure")
 
-    monkeypatch.setattr(backend._engine._driver, "apply", broken)
+    monkeypatch.setattr(driver, "apply", broken)
     storage.put("a", 1)
     with pytest.raises(StorageError, match="injected failure"):
         await backend.storage("ns", "other").put("b", 2)  # drives the batch, sees the error
@@ -665,4 +686,5 @@ async def test_closed_backend_refuses_work(backend: Backend) -> None:
 
 async def test_storage_protocol_is_satisfied(backend: Backend) -> None:
     storage: Storage = backend.storage("ns", "o")
+    assert isinstance(storage, Storage)
     assert repr(storage) == "<ObjectStorage ns/o>"
