@@ -350,3 +350,19 @@ def test_sigterm_closes_own_clients_1001_and_other_nodes_sockets_1012(
     assert n1.process.wait(15) == 0
     assert where(n2, "r") == "s2"  # handed over: the leases were given up
     assert json.loads(httpx.post(f"{n2.url}/rpc/r", timeout=10).text)["owner"] == "s2"
+
+
+def test_sockets_of_a_killed_front_node_leave_the_owners_object(
+    site: Path, cluster_nodes: Nodes
+) -> None:
+    n1 = cluster_nodes.start(site, "f1", lease_ttl=1.0)
+    n2 = cluster_nodes.start(site, "f2", lease_ttl=1.0)
+    assert where(n1, "r") == "f1"
+    with ExitStack() as stack:
+        here = socket(stack, n1, "r", "t", "here")
+        socket(stack, n2, "r", "t", "there").send("who")
+        here.send("count")
+        assert here.recv(timeout=10) == "2"
+        n2.kill()
+        here.send("count")
+        eventually(lambda: _count(here) == "1")
