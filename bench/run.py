@@ -67,6 +67,8 @@ VERSIONED = (
     "hypercorn",
     "httptools",
     "uvloop",
+    "granian",
+    "websockets",
     "matplotlib",
 )
 
@@ -87,13 +89,15 @@ SCENARIOS = {
     for s in (
         Scenario("hello", "HTTP hello, 64 connections", "req/s"),
         Scenario("json", "HTTP routed JSON, 64 connections", "req/s"),
+        Scenario("sync", "HTTP hello from a plain def handler, 64 connections", "req/s"),
         Scenario("ws_echo", "WebSocket echo, 64 connections", "msg/s"),
         Scenario("broadcast", "Broadcast, one room of 200", "deliveries/s"),
         Scenario("idle_memory", "RSS per idle WebSocket", "KiB", higher_is_better=False),
         Scenario("startup", "Start-up to first response", "s", higher_is_better=False),
     )
 }
-ALL = ("hello", "json", "ws_echo", "broadcast", "idle_memory")
+ALL = ("hello", "json", "sync", "ws_echo", "broadcast", "idle_memory")
+HTTP = ("hello", "json", "sync")
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,14 @@ def kitpy(port: int, site: Path) -> list[str]:
     return [PY, "-m", "kitpy", "serve", str(site), "--host", HOST, "--port", str(port)]
 
 
+def granian(port: int, site: Path) -> list[str]:
+    return [
+        *(PY, "-m", "granian", "--interface", "asgi", "--host", HOST, "--port", str(port)),
+        *("--workers", "1", "--runtime-threads", "1", "--loop", "uvloop"),
+        *("--log-level", "warning", "--no-access-log", "starlette_app:app"),
+    ]
+
+
 SERVERS = (
     Server("kitpy", "kitpy serve", kitpy),
     Server(
@@ -129,6 +141,14 @@ SERVERS = (
             [PY, str(BENCH / "peers" / "bare.py"), "--port", str(port)]
             + (["--uvloop"] if UVLOOP else [])
         ),
+        scenarios=tuple(s for s in ALL if s != "sync"),
+    ),
+    Server(
+        "canned",
+        "the loop's ceiling: an asyncio Protocol on uvloop writing fixed bytes",
+        lambda port, site: [PY, str(BENCH / "peers" / "canned.py"), "--port", str(port)],
+        scenarios=HTTP,
+        needs=("uvloop",),
     ),
     Server(
         "uvicorn-h11",
@@ -156,6 +176,18 @@ SERVERS = (
         "Starlette on uvicorn httptools+wsproto (asyncio)",
         uvicorn("--http", "httptools", "--ws", "wsproto", "--loop", "asyncio"),
         needs=("starlette", "uvicorn", "httptools"),
+    ),
+    Server(
+        "uvicorn-standard",
+        "Starlette on uvicorn[standard]: httptools, websockets, uvloop",
+        uvicorn("--http", "httptools", "--ws", "websockets", "--loop", "uvloop"),
+        needs=("starlette", "uvicorn", "httptools", "uvloop", "websockets"),
+    ),
+    Server(
+        "granian",
+        "Starlette on granian 2 (Rust HTTP, ASGI, uvloop)",
+        granian,
+        needs=("starlette", "granian", "uvloop"),
     ),
     Server("kitpy-r10", "kitpy serve, 10-route site", kitpy, ("hello", "json"), (), 10),
     Server("kitpy-r1000", "kitpy serve, 1,000-route site", kitpy, ("hello", "json"), (), 1000),
@@ -313,6 +345,7 @@ def run_client(command: list[str], timeout: float) -> str:
 EXPECTED = {
     "hello": ("/", b"Hello, world!"),
     "json": ("/users/42", {"id": "42", "name": "user 42"}),
+    "sync": ("/sync", b"Hello, world!"),
 }
 
 
@@ -447,6 +480,7 @@ def idle_memory(cfg: Config, running: Running, scenario: str) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[[Config, Running, str], dict[str, Any]]] = {
     "hello": http_load,
     "json": http_load,
+    "sync": http_load,
     "ws_echo": ws_load,
     "broadcast": ws_load,
     "idle_memory": idle_memory,
@@ -637,6 +671,21 @@ def bars(result: dict[str, Any]) -> list[dict[str, Any]]:
             lambda v: v >= 0.95,
             routes_cpu.get(scenario, {}).get("kitpy-r10"),
         )
+    # Issue #15: what users who want speed run, and the loop's own ceiling.
+    for scenario in ("hello", "json"):
+        rate(scenario, "uvicorn-standard", 1.5)
+        rate(scenario, "granian", 1.0)
+        s = summary.get(scenario, {})
+        p99 = s.get("kitpy", {}).get("p99_ms")
+        ref = s.get("uvicorn-standard", {}).get("p99_ms")
+        add(
+            f"{scenario}: p99 kitpy / p99 uvicorn-standard",
+            None if p99 is None or not ref else p99 / ref,
+            "<= 1.0",
+            lambda v: v <= 1.0,
+        )
+    rate("hello", "canned", 0.3)
+    rate("sync", "uvicorn-standard", 1.0)
     rate("ws_echo", BASELINE, 1.2)
     rate("broadcast", BASELINE, 1.5)
     add(
@@ -767,7 +816,7 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "## The bars of issue #6",
+        "## The bars (issues #6 and #15)",
         "",
         "| bar | measured | verdict | per server CPU-s | verdict | target |",
         "|---|---|---|---|---|---|",

@@ -2,6 +2,7 @@
 
 - ``GET /``            plain-text hello
 - ``GET /users/{id}``  JSON from a route with a path parameter
+- ``GET /sync``        the hello from a plain ``def`` (Starlette runs it in a thread)
 - ``WS /ws/echo``      WebSocket echo
 - ``WS /ws/room``      one broadcast room: every message goes to every member,
                        with the send loop a Starlette user would write
@@ -19,6 +20,10 @@ MEMBERS: set[WebSocket] = set()
 
 
 async def hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("Hello, world!")
+
+
+def sync_hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("Hello, world!")
 
 
@@ -57,6 +62,7 @@ app = Starlette(
     routes=[
         Route("/", hello),
         Route("/users/{id}", user),
+        Route("/sync", sync_hello),
         WebSocketRoute("/ws/echo", echo),
         WebSocketRoute("/ws/room", room),
     ]
