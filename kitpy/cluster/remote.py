@@ -501,6 +501,8 @@ class RemoteObjects:
                 served.inbound.break_("the caller stopped sending the body")
 
     async def _owns(self, namespace: str, object_id: str) -> bool:
+        if not getattr(self.placement, "valid", True):
+            return False  # past the local lease deadline: another node may own it now
         if self.system.is_live(namespace, object_id):
             return True
         owner = await self.placement.locate(namespace, object_id)

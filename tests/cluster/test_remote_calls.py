@@ -20,7 +20,7 @@ import pytest
 from engines import NatsEngine
 
 from kitpy import DurableObject, Request, Response, WebSocketPair
-from kitpy.cluster.remote import RemoteObjects
+from kitpy.cluster.remote import OwnerGone, RemoteObjects
 from kitpy.cluster.transport import CHUNK_SIZE, Transport
 from kitpy.errors import HTTPError
 from kitpy.http.websocket import WebSocket, WebSocketClosed
@@ -357,3 +357,16 @@ async def test_an_unreachable_nats_is_one_sentence_naming_it(
     message = str(raised.value)
     assert message.startswith(f"cannot reach nats://127.0.0.1:{port}: ")
     assert "refused" in message.lower() and "\n" not in message
+
+
+async def test_a_call_to_an_owner_nobody_listens_for_fails_after_the_retry_window(
+    nats_server: NatsEngine,
+) -> None:
+    async with cluster(nats_server.url, ["a6"]) as (table, (a,)):
+        stub = a.system.namespace("counters").get_by_name("orphan")
+        table.owners[("counters", str(stub.id))] = "ghost"  # a node that is not connected
+        with pytest.raises(OwnerGone, match="no node answered as its owner within 2.5 s"):
+            await stub.increment()  # NATS says nobody listens; retried, then given up
+        # the owner comes back (here: the table gives it to a6): the next call works
+        table.owners[("counters", str(stub.id))] = "a6"
+        assert await stub.increment() == 1
