@@ -108,3 +108,67 @@ def _os_reason(exc: BaseException) -> str:
         return exc.strerror.lower()
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+# -- kitpy cluster status --------------------------------------------------------------
+
+_NODES = """
+SELECT n.name, n.started_at, n.heartbeat_at,
+       extract(epoch FROM now() - n.heartbeat_at)::float8 AS age,
+       n.expires_at > now() AS live,
+       (SELECT count(*) FROM kitpy_objects o WHERE o.owner = n.name) AS objects
+FROM kitpy_nodes n
+ORDER BY n.name
+"""
+_UNOWNED = """
+SELECT count(*) FROM kitpy_objects o
+WHERE o.owner IS NULL
+   OR NOT EXISTS (SELECT 1 FROM kitpy_nodes n WHERE n.name = o.owner AND n.expires_at > now())
+"""
+
+
+def cluster_status(settings: ClusterSettings) -> dict[str, Any]:
+    """Nodes (live or dead, last heartbeat by the database clock, objects held) and
+    the objects no live node holds."""
+    with connect_postgres(settings) as conn:
+        known = conn.execute("SELECT to_regclass('kitpy_nodes') IS NOT NULL").fetchone()
+        if not (known and known[0]):
+            return {"nodes": [], "unowned": 0}
+        nodes = [
+            {
+                "name": name,
+                "live": bool(live),
+                "started_at": started.isoformat(),
+                "heartbeat_at": beat.isoformat(),
+                "heartbeat_age": round(float(age), 3),
+                "objects": int(objects),
+            }
+            for name, started, beat, age, live, objects in conn.execute(_NODES).fetchall()
+        ]
+        row = conn.execute(_UNOWNED).fetchone()
+    return {"nodes": nodes, "unowned": int(row[0]) if row else 0}
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """``kitpy cluster status`` as a table."""
+    if not status["nodes"]:
+        return "no node has started on this database yet"
+    rows = [("NODE", "STATE", "LAST HEARTBEAT", "OBJECTS")]
+    rows += [
+        (
+            node["name"],
+            "live" if node["live"] else "dead",
+            f"{node['heartbeat_age']:.1f} s ago ({node['heartbeat_at']})",
+            str(node["objects"]),
+        )
+        for node in status["nodes"]
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    ]
+    lines.append(f"objects held by no live node: {status['unowned']}")
+    return "\n".join(lines)

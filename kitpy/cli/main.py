@@ -1,4 +1,4 @@
-"""The ``kitpy`` command: new, dev, serve, routes.
+"""The ``kitpy`` command: new, dev, serve, routes, storage, cluster.
 
 This is the composition root: the one place where a site (kitpy.runtime) meets the
 server (kitpy.server). Every :class:`~kitpy.KitpyError` is caught here once, printed
@@ -107,6 +107,32 @@ def build_parser() -> argparse.ArgumentParser:
     routes = commands.add_parser("routes", help="print the route table in precedence order")
     routes.add_argument("directory", metavar="DIR", nargs="?", default=".", help="the site folder")
     routes.set_defaults(run=_routes)
+
+    storage = commands.add_parser(
+        "storage", help="export or import a site's durable storage (JSON lines)"
+    )
+    storage_commands = storage.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = storage_commands.add_parser(
+        "export", help="write every stored key and alarm as JSON lines on stdout"
+    )
+    export.add_argument("directory", metavar="SITE", help="the site folder")
+    export.set_defaults(run=_storage_export)
+    load = storage_commands.add_parser(
+        "import", help="read an export into the store the site is configured for"
+    )
+    load.add_argument("directory", metavar="SITE", help="the site folder")
+    load.add_argument("file", metavar="FILE", help="an export (JSON lines); - for stdin")
+    load.add_argument("--replace", action="store_true", help="replace what a non-empty store holds")
+    load.set_defaults(run=_storage_import)
+
+    cluster = commands.add_parser("cluster", help="inspect a site's cluster")
+    cluster_commands = cluster.add_subparsers(dest="action", metavar="ACTION", required=True)
+    status = cluster_commands.add_parser(
+        "status", help="nodes, their last heartbeat, how many objects each holds"
+    )
+    status.add_argument("directory", metavar="SITE", help="the site folder")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(run=_cluster_status)
     return parser
 
 
@@ -326,6 +352,36 @@ def _serve_workers(args: argparse.Namespace, directory: Path, host: str, port: i
         return supervise(plan)
     finally:
         reserved.close()
+
+
+def _storage_export(args: argparse.Namespace) -> int:
+    from kitpy.cli.storage_io import export_command
+
+    return export_command(_site_folder(args.directory, warn=False))
+
+
+def _storage_import(args: argparse.Namespace) -> int:
+    from kitpy.cli.storage_io import import_command
+
+    return import_command(_site_folder(args.directory, warn=False), args.file, replace=args.replace)
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    import json
+
+    from kitpy.cli.cluster import cluster_status, render_status
+    from kitpy.runtime.config import cluster_settings, load_config
+
+    directory = _site_folder(args.directory, warn=False)
+    settings = cluster_settings(load_config(directory), os.environ, port=0)
+    if settings is None:
+        raise KitpyError(
+            f"{args.directory}: no cluster is configured ([cluster] in kitpy.toml, or "
+            "KITPY_POSTGRES and KITPY_NATS)"
+        )
+    status = cluster_status(settings)
+    sys.stdout.write((json.dumps(status) if args.json else render_status(status)) + "\n")
+    return 0
 
 
 def _dev(args: argparse.Namespace) -> int:
