@@ -73,6 +73,16 @@ class Outbox:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.frames_sent = 0  # SOCKETS frames published (for tests and benchmarks)
+        self._text: tuple[str, bytes] = ("", b"")  # the last text encoded
+
+    def encode(self, text: str) -> bytes:
+        """``text`` in UTF-8, encoded once for a broadcast of the same str to many."""
+        last = self._text
+        if last[0] is text:
+            return last[1]
+        data = text.encode()
+        self._text = (text, data)
+        return data
 
     def add(self, node: str, op: int, socket: int, data: bytes) -> None:
         records = self._pending.get(node)
@@ -207,7 +217,7 @@ class _Bridge(WebSocketDriver):
     def take(self, ws: WebSocket, message: str | bytes) -> bool:
         """A message for the other node: it goes in this turn's SOCKETS frame."""
         if isinstance(message, str):
-            op, data = TEXT | self.direction, message.encode()
+            op, data = TEXT | self.direction, self.outbox.encode(message)
         else:
             op, data = BINARY | self.direction, message
         if len(data) > PIECE:
