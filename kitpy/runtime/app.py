@@ -39,6 +39,8 @@ from kitpy.errors import HTTPError, InitError
 from kitpy.http.request import Request
 from kitpy.http.response import Response, text
 from kitpy.http.results import ResultError, to_response
+from kitpy.runtime.compress import compress_response
+from kitpy.runtime.config import ServerConfig
 from kitpy.runtime.dispatch import dispatch
 from kitpy.runtime.event import Env, Platform, RequestEvent, client_and_url
 from kitpy.runtime.hooks import (
@@ -58,8 +60,6 @@ logger = logging.getLogger("kitpy")
 
 #: How long ``lifespan()`` waits at exit for ``wait_until`` tasks before cancelling them.
 DEFAULT_TASK_GRACE = 10.0
-
-StaticResponder = Callable[[Request], Awaitable[Response | None]]
 
 
 class ObjectsFactory(Protocol):
@@ -131,7 +131,7 @@ class SiteApp:
         self.task_grace = float(
             site.config.server.limits.get("shutdown_timeout", DEFAULT_TASK_GRACE)
         )
-        self._static = _static_responder(site.static_dir)
+        self._static = _static_files(site.static_dir, site.config.server)
         self._tasks: TaskGroup | None = None
         self._loop_thread: int | None = None
         self._running = 0
@@ -249,6 +249,14 @@ class SiteApp:
             response = await self._unexpected(exc, event)
         for value in event.cookies.set_cookie_headers():
             response.headers.add("set-cookie", value)
+        server = self.site.config.server
+        if server.compress:
+            response = await compress_response(
+                event.request,
+                response,
+                min_bytes=server.compress_min_bytes,
+                streams=server.compress_streams,
+            )
         return response
 
     async def _resolve(self, event: RequestEvent) -> Response:
@@ -256,11 +264,14 @@ class SiteApp:
         where = "static/"
         try:
             if self._static is not None:
-                found = await self._static(event.request)
+                found = await self._static.respond(event.request)
                 if found is not None:
                     return found
             endpoint = self.site.endpoints.get(event.route) if event.route else None
             if endpoint is None:
+                page = await self._static.fallback(event.request) if self._static else None
+                if page is not None:
+                    return page
                 raise HTTPError(404)
             where = endpoint.file
             return await dispatch(
@@ -294,5 +305,12 @@ def _trailing_slash_redirect(request: Request) -> Response:
     return Response(None, 308, {"location": location})
 
 
-def _static_responder(directory: Path) -> StaticResponder | None:
-    return StaticFiles(directory).respond if directory.is_dir() else None
+def _static_files(directory: Path, server: ServerConfig) -> StaticFiles | None:
+    if not directory.is_dir():
+        return None
+    return StaticFiles(
+        directory,
+        immutable=server.immutable_assets,
+        precompressed=server.precompressed,
+        spa_fallback=server.spa_fallback,
+    )

@@ -93,8 +93,16 @@ _SERVER_KEYS = {
     "object_idle_timeout",
     "handler_timeout",
     "cookie_secret",
+    "spa_fallback",
+    "immutable_assets",
+    "precompressed",
+    "compress",
+    "compress_min_bytes",
+    "compress_streams",
     *LIMIT_KEYS,
 }
+#: ``[server]`` keys that are true or false.
+_BOOL_KEYS = frozenset({"precompressed", "compress", "compress_streams"})
 _BINDING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOML_LINE = re.compile(r"at line (\d+)")
@@ -114,6 +122,18 @@ class ServerConfig:
     handler_timeout: float | None = None
     #: The key of ``event.cookies.set(..., signed=True)``; never shown in a repr.
     cookie_secret: str | None = field(default=None, repr=False)
+    #: The file under static/ served for unknown HTML page requests (a single-page app).
+    spa_fallback: str | None = None
+    #: Folders under static/ whose files never change (fingerprinted names): cached for
+    #: a year, immutable.
+    immutable_assets: tuple[str, ...] = ()
+    #: Serve ``x.br`` / ``x.gz`` beside a static file ``x`` to clients that accept them.
+    precompressed: bool = True
+    #: Gzip compressible dynamic responses of ``compress_min_bytes`` or more.
+    compress: bool = False
+    compress_min_bytes: int = 1024
+    #: Also gzip streamed (iterator) bodies when ``compress`` is on.
+    compress_streams: bool = False
     #: Only the limit keys the file sets, for ``Limits(**limits)``.
     limits: dict[str, int | float] = field(default_factory=dict)
 
@@ -276,6 +296,30 @@ def _parse_server(table: dict[str, Any], fail: Any) -> ServerConfig:
             values[key] = tuple(networks)
         elif key == "object_idle_timeout":
             values[key] = float(_number(value, float, key, fail))
+        elif key in _BOOL_KEYS:
+            if not isinstance(value, bool):
+                raise fail("server", key, f"expected true or false, got {_show(value)}")
+            values[key] = value
+        elif key == "compress_min_bytes":
+            values[key] = int(_number(value, int, key, fail))
+        elif key == "spa_fallback":
+            if value is True:
+                values[key] = "index.html"
+            elif isinstance(value, str) and _static_file_name(value):
+                values[key] = value.strip("/")
+            elif value is not False:
+                raise fail(
+                    "server",
+                    key,
+                    "expected true, false or a file under static/ "
+                    f'("200.html"), got {_show(value)}',
+                )
+        elif key == "immutable_assets":
+            folders = _strings(value, key, fail)
+            for folder in folders:
+                if not _static_file_name(folder):
+                    raise fail("server", key, f"expected folders under static/, got {folder!r}")
+            values[key] = tuple(folder.strip("/") for folder in folders)
         elif key == "cookie_secret":
             secret = _env_value("server", key, value, fail)
             if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
@@ -305,6 +349,12 @@ def _number(value: Any, kind: type, key: str, fail: Any) -> int | float:
     if value < 0:
         raise fail("server", key, f"expected a value >= 0, got {value}")
     return int(value) if kind is int else float(value)
+
+
+def _static_file_name(value: str) -> bool:
+    """A relative path inside static/ (no ``..``, no dot names, not empty)."""
+    parts = value.strip("/").split("/")
+    return bool(value.strip("/")) and all(part and not part.startswith(".") for part in parts)
 
 
 def _strings(value: Any, key: str, fail: Any) -> list[str]:

@@ -40,7 +40,22 @@ Headers
     A strong ETag ``"<size>-<mtime_ns>"`` in hex (as nginx does with size and mtime),
     Last-Modified, ``Accept-Ranges: bytes`` and ``Cache-Control: public, max-age=0,
     must-revalidate``: static files have no content hash in their names, so caches may
-    keep them but must revalidate every time, which the 304 below makes cheap.
+    keep them but must revalidate every time, which the 304 below makes cheap. Files
+    under an ``immutable_assets`` folder (``static/assets/``, where Vite puts
+    fingerprinted files) get ``public, max-age=31536000, immutable`` instead.
+
+Precompressed copies
+    With ``precompressed`` (the default), ``app.js.br`` or ``app.js.gz`` beside
+    ``app.js`` is sent for ``/app.js`` to a client whose Accept-Encoding takes ``br``
+    (preferred) or ``gzip``, with ``Content-Encoding``, the Content-Type of ``app.js``
+    and the copy's own ETag; a file that has copies says ``Vary: Accept-Encoding``
+    whichever is sent. Asked for by its own name, ``app.js.gz`` is still the archive.
+
+Single-page apps
+    :meth:`StaticFiles.fallback` serves the ``spa_fallback`` file (``index.html``) for
+    a GET or HEAD whose Accept header asks for ``text/html`` when no file and no route
+    answers: the front end's router then handles the URL. API calls, scripts and
+    images that are missing still get their 404.
 
 Conditional requests (RFC 9110 section 13)
     If-None-Match (weak comparison, ``*`` included) answers 304 when it matches;
@@ -75,7 +90,7 @@ import mimetypes
 import os
 import re
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
@@ -86,11 +101,16 @@ from urllib.parse import unquote_to_bytes
 from anyio import to_thread
 
 from kitpy.http import Headers, Request, Response
+from kitpy.runtime.compress import accepted_codings
 
 __all__ = ("StaticFiles",)
 
 CHUNK_SIZE = 64 * 1024
 CACHE_CONTROL = "public, max-age=0, must-revalidate"
+#: For files under an ``immutable_assets`` folder: their names change with their content.
+IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+#: Precompressed siblings, in the order they are preferred: ``app.js.br``, ``app.js.gz``.
+_PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
 INDEX_FILE = "index.html"
 WELL_KNOWN = ".well-known"
 DEFAULT_TYPE = "application/octet-stream"
@@ -171,10 +191,25 @@ class _File:
 
 
 class StaticFiles:
-    """Serve the files of one folder; ``respond`` gives ``None`` when none matches."""
+    """Serve the files of one folder; ``respond`` gives ``None`` when none matches.
 
-    def __init__(self, directory: Path) -> None:
+    ``immutable``: folders (relative to the folder, e.g. ``"assets"``) whose files get
+    :data:`IMMUTABLE_CACHE_CONTROL`; ``precompressed``: serve ``x.br`` / ``x.gz``
+    beside ``x``; ``spa_fallback``: the file :meth:`fallback` serves.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        immutable: Sequence[str] = (),
+        precompressed: bool = True,
+        spa_fallback: str | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        self.immutable = tuple(tuple(folder.strip("/").split("/")) for folder in immutable)
+        self.precompressed = precompressed
+        self.spa_fallback = spa_fallback
 
     async def respond(self, request: Request) -> Response | None:
         """The response for ``request`` if it names a servable file, else ``None``."""
@@ -183,10 +218,57 @@ class StaticFiles:
         segments = _url_segments(request.url.raw_path)
         if segments is None:
             return None
+        return await self._serve(request, segments)
+
+    async def fallback(self, request: Request) -> Response | None:
+        """The single-page app's page for a GET/HEAD of an HTML page no route answers.
+
+        ``None`` without ``spa_fallback``, for other methods, or when the client does
+        not ask for HTML (``fetch`` of a missing API path, a script, an image).
+        """
+        if self.spa_fallback is None or request.method not in ("GET", "HEAD"):
+            return None
+        if "text/html" not in request.headers.get("accept", ""):
+            return None
+        return await self._serve(request, self.spa_fallback.split("/"))
+
+    async def _serve(self, request: Request, segments: list[str]) -> Response | None:
         found = await to_thread.run_sync(self._find, segments)
         if found is None:
             return None
-        return _file_response(request, found)
+        cache_control = CACHE_CONTROL
+        if any(tuple(segments[: len(folder)]) == folder for folder in self.immutable):
+            cache_control = IMMUTABLE_CACHE_CONTROL
+        if not self.precompressed:
+            return _file_response(request, found, cache_control)
+        siblings = await to_thread.run_sync(self._siblings, found)
+        if not siblings:
+            return _file_response(request, found, cache_control)
+        accepted = accepted_codings(request.headers.get("accept-encoding", ""))
+        for coding, sibling in siblings:
+            if coding in accepted:
+                return _file_response(request, sibling, cache_control, coding)
+        return _file_response(request, found, cache_control, "identity")
+
+    def _siblings(self, found: _File) -> list[tuple[str, _File]]:
+        """``(coding, file)`` for each precompressed copy of ``found``, best first."""
+        present: list[tuple[str, _File]] = []
+        root = os.path.realpath(self.directory)
+        for coding, suffix in _PRECOMPRESSED:
+            candidate = found.path + suffix
+            try:
+                real = os.path.realpath(candidate)
+                st = os.stat(real)
+            except (OSError, ValueError, RuntimeError):
+                continue
+            if _inside(root, real) and stat.S_ISREG(st.st_mode):
+                present.append(
+                    (
+                        coding,
+                        _File(real, found.name, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino),
+                    )
+                )
+        return present
 
     def paths(self) -> list[str]:
         """Decoded URL paths of every file served, sorted; a folder's ``index.html``
@@ -307,18 +389,27 @@ def _inside(root: str, real: str) -> bool:
     return bool(parts) and all(_segment_ok(p, i) for i, p in enumerate(parts))
 
 
-def _file_response(request: Request, found: _File) -> Response:
+def _file_response(
+    request: Request, found: _File, cache_control: str = CACHE_CONTROL, coding: str | None = None
+) -> Response:
+    """``found`` as a response; ``coding``: it is a precompressed copy in that coding
+    (``"identity"``: the plain file of one that has copies), so it varies by
+    Accept-Encoding."""
     headers = Headers(
         {
             "etag": found.etag,
             "last-modified": found.last_modified,
-            "cache-control": CACHE_CONTROL,
+            "cache-control": cache_control,
         }
     )
+    if coding is not None:
+        headers["vary"] = "Accept-Encoding"
     if _not_modified(request.headers, found):
         return Response(None, 304, headers)
 
     headers["content-type"] = _content_type(found.name)
+    if coding not in (None, "identity"):
+        headers["content-encoding"] = str(coding)
     headers["accept-ranges"] = "bytes"
     start, length, status = 0, found.size, 200
     if request.method == "GET":

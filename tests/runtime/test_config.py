@@ -224,3 +224,36 @@ def test_cookie_secret_from_the_environment(
     with pytest.raises(ConfigError, match="16 characters or more") as caught:
         load_config(make_site({"kitpy.toml": toml}))
     assert "short" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("spa_fallback = 1", "expected true, false or a file under static/"),
+        ('spa_fallback = "../secret.html"', "expected true, false or a file under static/"),
+        ('immutable_assets = "assets"', "expected a list of strings"),
+        ('immutable_assets = [".git"]', "expected folders under static/"),
+        ('compress = "yes"', "expected true or false"),
+    ],
+)
+def test_front_end_settings_are_checked(make_site: MakeSite, line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="kitpy.toml:2: ") as caught:
+        load_config(make_site({"kitpy.toml": f"[server]\n{line}\n"}))
+    assert message in str(caught.value)
+
+
+def test_front_end_settings(make_site: MakeSite) -> None:
+    toml = """
+    [server]
+    spa_fallback = "200.html"
+    immutable_assets = ["assets", "/_app/immutable/"]
+    precompressed = false
+    compress = true
+    compress_min_bytes = 256
+    compress_streams = true
+    """
+    server = load_config(make_site({"kitpy.toml": toml})).server
+    assert server.spa_fallback == "200.html"
+    assert server.immutable_assets == ("assets", "_app/immutable")
+    assert (server.precompressed, server.compress, server.compress_streams) == (False, True, True)
+    assert server.compress_min_bytes == 256
