@@ -33,7 +33,8 @@ Shutdown. :meth:`aclose` gives up every lease (``owner = NULL``) and removes the
 node's row, so other nodes claim the objects at their next event with no wait.
 
 Alarms. Owners arm their objects' alarms; :meth:`orphan_alarms` lists due alarms of
-objects no live node holds, which :func:`sweep_alarms` claims and arms here.
+objects no live node holds (and of this node's own), which :func:`sweep_alarms`
+claims and arms here (arming one armed already does nothing).
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ _ORPHAN_ALARMS = """
 SELECT a.namespace, a.object_id, a.at FROM kitpy_alarms a
 LEFT JOIN kitpy_objects o ON o.namespace = a.namespace AND o.object_id = a.object_id
 LEFT JOIN kitpy_nodes n ON n.name = o.owner AND n.expires_at > now()
-WHERE a.at <= extract(epoch FROM now()) + %s AND n.name IS NULL
-ORDER BY a.at LIMIT %s
+WHERE a.at <= extract(epoch FROM now()) + %(ahead)s AND (n.name IS NULL OR n.name = %(node)s)
+ORDER BY a.at LIMIT %(limit)s
 """
 
 
@@ -427,8 +428,13 @@ class PostgresPlacement:
     async def orphan_alarms(
         self, ahead: float = 0.0, limit: int = 100
     ) -> list[tuple[str, str, float]]:
-        """Alarms due within ``ahead`` seconds of objects that no live node holds."""
-        rows = await self._query(_ORPHAN_ALARMS, (ahead, limit), claim=True)
+        """Alarms due within ``ahead`` seconds of objects no other live node holds.
+
+        Those of objects no live node holds, and this node's own: an object claimed
+        here by a call (a takeover) has its alarm armed by the next sweep.
+        """
+        params = {"ahead": ahead, "limit": limit, "node": self.node}
+        rows = await self._query(_ORPHAN_ALARMS, params, claim=True)
         return [(str(ns), str(oid), float(at)) for ns, oid, at in rows]
 
 
@@ -440,8 +446,10 @@ async def sweep_alarms(
 ) -> None:
     """Forever: claim the due alarms of ownerless objects and ``arm`` them here.
 
-    ``arm(namespace, object_id)`` is the object system's ``ensure_alarm``: the alarm
-    fires on this node, its new owner, and is deleted there once it ran.
+    ``arm(namespace, object_id)`` is the object system's ``ensure_alarm`` (a no-op for
+    an alarm armed already): the alarm fires on this node, its owner, and is deleted
+    there once it ran. This node's own due alarms are passed to ``arm`` too, so an
+    object taken over by a call, not by the sweep, gets its alarm armed as well.
     """
     period = placement.lease_ttl if every is None else every
     while True:
