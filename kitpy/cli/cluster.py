@@ -9,7 +9,6 @@ status 1, before any site code runs.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from typing import Any
 
 from kitpy.errors import KitpyError
@@ -79,13 +78,12 @@ def _check_nats(settings: ClusterSettings) -> None:
 def cluster_objects(settings: ClusterSettings) -> ObjectsFactory:
     """The cluster node's object-system factory (kitpy.cluster.node) for ``settings``."""
     try:
-        node = importlib.import_module("kitpy.cluster.node")
+        from kitpy.cluster import node
     except ImportError as exc:
         if exc.name in ("psycopg", "nats"):
             raise KitpyError(EXTRA_HINT) from None
-        raise KitpyError(f"this kitpy cannot run a cluster node: {exc}") from None
-    factory: ObjectsFactory = node.cluster_objects(settings)
-    return factory
+        raise
+    return node.cluster_objects(settings)
 
 
 def _unreachable(settings: ClusterSettings, key: str, url: str, reason: str) -> KitpyError:

@@ -70,7 +70,7 @@ class ObjectsFactory(Protocol):
     """
 
     def __call__(
-        self, site: Site, env: Any, state_dir: Path
+        self, site: Site, env: Any, state_dir: Path, /
     ) -> AbstractAsyncContextManager[ObjectSystem]: ...
 
 
