@@ -27,8 +27,11 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
+import httpx
 import psycopg
 import pytest
 
@@ -38,6 +41,10 @@ NATS_ENV = "KITPY_TEST_NATS"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
+#: The cluster tests' site: counters that name their node and instance (objects/counter.py).
+SITE = Path(__file__).parent / "sites" / "counter"
+#: Seconds a wait for a cluster to answer may take at most on a loaded machine.
+WAIT = 30.0
 _NATS_LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
 
 
@@ -295,3 +302,13 @@ class Nodes:
         for node in reversed(self.started):
             node.stop()
         self.started.clear()
+
+
+async def poll(client: httpx.AsyncClient, url: str, done: Callable[[Any], bool]) -> dict[str, Any]:
+    """GET ``url`` until ``done(its JSON)``; that JSON (fails after :data:`WAIT` s)."""
+    with anyio.fail_after(WAIT):
+        while True:
+            answer = await client.get(url)
+            if answer.status_code == 200 and done(answer.json()):
+                return dict(answer.json())
+            await anyio.sleep(0.1)
