@@ -379,6 +379,11 @@ class RemoteObjects:
             else:
                 response.body = answer.body
             return response
+        except BaseException:
+            if call.out is not None:  # the request body was streaming: stop both sides
+                call.out.break_("the caller gave up")
+                self._send_soon(node, encode_frame(Kind.CANCEL, number, {"f": self.node}))
+            raise
         finally:
             if not done:
                 self._calls.pop(number, None)
@@ -466,9 +471,13 @@ class RemoteObjects:
         kind = frame.kind
         socket = frame.meta.get("ws") if kind is Kind.RESPONSE else None
         if call is None or call.node != sender:
-            if socket is not None:  # a 101 nobody waits for: close the object's end
+            # A call we gave up on: close the object's end of a 101, stop a body.
+            if socket is not None:
                 self.sockets.refuse(sender, int(socket))
-            return  # a call we gave up on
+            if kind is Kind.CHUNK or (kind is Kind.RESPONSE and frame.meta.get("more")):
+                cancel = encode_frame(Kind.CANCEL, frame.call, {"f": self.node})
+                self._send_soon(sender, cancel)
+            return
         if socket is not None:
             # Bridged now, before the next frame: it may carry the socket's first messages.
             call.websocket = self.sockets.front(sender, int(socket))
@@ -514,29 +523,35 @@ class RemoteObjects:
         )
 
     async def _serve(self, sender: str, frame: Frame, namespace: str, object_id: str) -> None:
+        """Run one forwarded event; whatever goes wrong is answered, never raised here."""
         number = frame.call
         try:
             if namespace not in self.system.bindings or not await self._owns(namespace, object_id):
                 await self._answer(sender, Kind.FAILED, number, {"error": "not_owner"})
                 return
             oid = ObjectId(namespace, object_id)
-        except Exception as exc:
-            logger.warning("a call from node %s failed before it ran: %s", sender, exc)
-            body = rpc.encode_error(exc)
-            meta = {"f": self.node, "r": 1, "error": "raised"}
-            await self._send_quietly(sender, encode_frame(Kind.FAILED, number, meta, body))
-            return
-        if frame.kind is Kind.CALL:
-            outcome = await self.system.call(oid, frame.body, routed=False)
-            meta = {"f": self.node, "r": 1}
-            await self._send_quietly(sender, encode_frame(Kind.RESULT, number, meta, outcome))
-        elif frame.kind is Kind.ALARM:
-            try:
+            if frame.kind is Kind.CALL:
+                outcome = await self.system.call(oid, frame.body, routed=False)
+                meta = {"f": self.node, "r": 1}
+                await self._send_quietly(sender, encode_frame(Kind.RESULT, number, meta, outcome))
+            elif frame.kind is Kind.ALARM:
                 await self.system.ensure_alarm(namespace, object_id)
-            finally:
                 await self._answer(sender, Kind.RESULT, number, {})
-        else:
-            await self._serve_fetch(sender, frame, oid)
+            else:
+                await self._serve_fetch(sender, frame, oid)
+        except Exception as exc:
+            logger.warning(
+                "%s/%s: a %s from node %s failed: %s: %s",
+                namespace,
+                object_id,
+                frame.kind.name,
+                sender,
+                type(exc).__name__,
+                exc,
+            )
+            meta = {"f": self.node, "r": 1, "error": "raised"}
+            failed = encode_frame(Kind.FAILED, number, meta, rpc.encode_error(exc))
+            await self._send_quietly(sender, failed)
 
     async def _serve_fetch(self, sender: str, frame: Frame, oid: ObjectId) -> None:
         number = frame.call

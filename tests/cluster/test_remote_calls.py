@@ -209,6 +209,18 @@ async def test_fetch_streams_bodies_larger_than_a_chunk_both_ways(
             bytes([i % 251]) * min(10_000, 700_000 - i) for i in range(0, 700_000, 10_000)
         )
         assert got == expected
+        # a reader that gives up stops the owner's stream (it does not wait for credit)
+        response = await stub.fetch("/down", headers={"x-reply-size": "5000000"})
+        assert response.stream is not None
+        chunks = aiter(response.stream)  # type: ignore[arg-type]
+        assert len(await anext(chunks)) > 0
+        await chunks.aclose()  # type: ignore[attr-defined]
+        for _ in range(300):
+            if not b.remote._served:
+                break
+            await _tick()
+        assert not b.remote._served
+
         # a small body goes in one frame, inline both ways
         small = await stub.fetch("/small", method="PUT", body=b"abc")
         assert small.headers["x-got"] == "3" and small.body == b""
