@@ -134,14 +134,19 @@ def site_prefix(postgres_url: str) -> str:
     return "kitpy." + hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
-def check_node_name(name: str) -> str:
-    """A node name is letters, digits, '-' and '_' (it is part of a NATS subject)."""
-    if not _NODE_NAME.fullmatch(name):
-        raise ValueError(
-            f"node name {name!r}: use 1 to 100 letters, digits, '-' or '_' "
-            "(it becomes part of a NATS subject)"
-        )
-    return name
+def subject_token(node: str) -> str:
+    """``node`` as one token of a NATS subject (which has no '.', '*', '>' or spaces).
+
+    A name of letters, digits, '-' and '_' stays itself; any other (``web-1.internal``)
+    gets its other characters replaced and a digest of the whole name appended, so
+    two names never share a token.
+    """
+    if _NODE_NAME.fullmatch(node):
+        return node
+    if not node:
+        raise ValueError("a node name cannot be empty")
+    digest = hashlib.sha256(node.encode()).hexdigest()[:10]
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', node)[:80]}-{digest}"
 
 
 class Transport:
@@ -154,14 +159,14 @@ class Transport:
     def __init__(self, url: str, prefix: str, node: str) -> None:
         self.url = url
         self.prefix = prefix
-        self.node = check_node_name(node)
+        self.node = node
         self.inbox = self.inbox_of(node)
         self._nc: Client | None = None
         self.dropped = 0  # malformed messages dropped (for tests and status)
 
     def inbox_of(self, node: str) -> str:
         """The subject node ``node`` listens on."""
-        return f"{self.prefix}.n.{node}"
+        return f"{self.prefix}.n.{subject_token(node)}"
 
     def reply_subject(self, call: int) -> str:
         """Where NATS reports that a call of ours found nobody listening."""

@@ -382,3 +382,13 @@ async def test_a_call_to_an_owner_nobody_listens_for_fails_after_the_retry_windo
         # the owner comes back (here: the table gives it to a6): the next call works
         table.owners[("counters", str(stub.id))] = "a6"
         assert await stub.increment() == 1
+
+
+def test_node_names_with_dots_become_one_subject_token_each() -> None:
+    from kitpy.cluster.transport import subject_token
+
+    assert subject_token("web-1_a") == "web-1_a"
+    dotted, underscored = subject_token("web-1.internal"), subject_token("web-1_internal")
+    assert dotted.startswith("web-1_internal-") and "." not in dotted
+    assert dotted != underscored
+    assert Transport("nats://x", "kitpy.p", "a.b").inbox.count(".") == 3
