@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -10,6 +9,7 @@ from email.policy import HTTP
 from urllib.parse import parse_qsl
 
 from kitpy.errors import HTTPError
+from kitpy.http.multidict import MultiDict
 
 __all__ = ("FormData", "UploadFile", "parse_form")
 
@@ -23,38 +23,10 @@ class UploadFile:
     content: bytes
 
 
-class FormData:
+class FormData(MultiDict[str | UploadFile]):
     """Multi-valued form fields: ``form["a"]`` first value, ``form.get_all("a")``."""
 
-    def __init__(self, items: list[tuple[str, str | UploadFile]]) -> None:
-        self._items = items
-
-    def get(self, name: str, default: str | UploadFile | None = None) -> str | UploadFile | None:
-        for k, v in self._items:
-            if k == name:
-                return v
-        return default
-
-    def get_all(self, name: str) -> list[str | UploadFile]:
-        return [v for k, v in self._items if k == name]
-
-    def __getitem__(self, name: str) -> str | UploadFile:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def __contains__(self, name: object) -> bool:
-        return any(k == name for k, _ in self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(k for k, _ in self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def items(self) -> list[tuple[str, str | UploadFile]]:
-        return list(self._items)
+    __slots__ = ()
 
 
 def parse_form(content_type: str, body: bytes) -> FormData:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Union, overload
+from collections.abc import Iterable, Mapping
+from typing import Union
+
+from kitpy.http.multidict import MultiDict
 
 __all__ = ("Headers", "HeadersInit")
 
@@ -22,17 +24,20 @@ def _check(name: str, value: str) -> None:
         raise ValueError(f"header {name!r} has a CR, LF or NUL in its value: {value!r}")
 
 
-class Headers:
+class Headers(MultiDict[str]):
     """Ordered headers; names compare case-insensitively; a name may repeat.
 
     ``headers["a"]`` and ``get("a")`` give the first value, ``get_all("a")`` every one.
-    Setting a value with CR, LF or NUL raises ``ValueError``.
+    Names are kept in lower case. Setting a value with CR, LF or NUL raises
+    ``ValueError``.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ()
+
+    ignore_case = True
 
     def __init__(self, init: HeadersInit = None) -> None:
-        self._items: list[tuple[str, str]] = []
+        self._items = []
         if init is None:
             return
         if isinstance(init, Headers):
@@ -69,29 +74,6 @@ class Headers:
             return value
         return found
 
-    @overload
-    def get(self, name: str) -> str | None: ...
-    @overload
-    def get(self, name: str, default: str) -> str: ...
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """First value of ``name``, or ``default``."""
-        key = name.lower()
-        for n, v in self._items:
-            if n == key:
-                return v
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of ``name``, in order."""
-        key = name.lower()
-        return [v for n, v in self._items if n == key]
-
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
     def __setitem__(self, name: str, value: str) -> None:
         value = str(value)
         _check(name, value)
@@ -108,30 +90,6 @@ class Headers:
         value = self.get(name, default) if default is not None else self.get(name)
         del self[name]
         return value
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        key = name.lower()
-        return any(n == key for n, _ in self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        seen: set[str] = set()
-        for n, _ in self._items:
-            if n not in seen:
-                seen.add(n)
-                yield n
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def keys(self) -> list[str]:
-        """Distinct lower-case names, in first-seen order."""
-        return list(self)
-
-    def items(self) -> list[tuple[str, str]]:
-        """Every (lower-case name, value) pair, repeats included."""
-        return list(self._items)
 
     def update(self, other: HeadersInit) -> None:
         """Replace each name given in ``other`` by its values there."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import overload
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from kitpy.http.multidict import MultiDict
 
 __all__ = ("URL", "QueryParams", "decode_path")
 
@@ -16,49 +16,14 @@ def decode_path(raw: str) -> str:
     return unquote(raw, errors="replace") if "%" in raw else raw
 
 
-class QueryParams:
+class QueryParams(MultiDict[str]):
     """Multi-valued query parameters: ``q["a"]`` first value, ``q.get_all("a")`` all."""
 
-    __slots__ = ("_items", "_raw")
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: str = "") -> None:
+        super().__init__(parse_qsl(raw, keep_blank_values=True) if raw else [])
         self._raw = raw
-        self._items = parse_qsl(raw, keep_blank_values=True) if raw else []
-
-    @overload
-    def get(self, name: str) -> str | None: ...
-    @overload
-    def get(self, name: str, default: str) -> str: ...
-    def get(self, name: str, default: str | None = None) -> str | None:
-        for k, v in self._items:
-            if k == name:
-                return v
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        return [v for k, v in self._items if k == name]
-
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def __contains__(self, name: object) -> bool:
-        return any(k == name for k, _ in self._items)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(k for k, _ in self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def keys(self) -> list[str]:
-        return list(self)
-
-    def items(self) -> list[tuple[str, str]]:
-        """Every (name, value) pair, repeats included."""
-        return list(self._items)
 
     def __str__(self) -> str:
         return self._raw
