@@ -14,12 +14,33 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import httpx
+import pytest
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 READY = re.compile(r"https?://127\.0\.0\.1:(\d+)")
+
+
+#: A route that upgrades to a WebSocket and sends every message back, as the site's
+#: own code would write it (routes/ws/echo.py in most test sites).
+ECHO_ROUTE = """
+    from kitpy import Response, WebSocketPair
+
+    async def get(event):
+        client, server = WebSocketPair()
+        server.accept()
+
+        async def run():
+            async for message in server:
+                await server.send(message)
+
+        event.platform.wait_until(run())
+        return Response(status=101, websocket=client)
+"""
 
 
 def write_site(root: Path, files: dict[str, str]) -> Path:
@@ -222,3 +243,41 @@ class Conn:
             self._fill(deadline)
         body, self.buf = self.buf[:length], self.buf[length:]
         return status, headers, body
+
+
+SiteFixtures = tuple[
+    Callable[..., Path], Callable[..., Iterator[Server]], Callable[..., Iterator[httpx.Client]]
+]
+
+
+def serve_site(
+    files: dict[str, str], *, prepare: Callable[[Path], None] | None = None
+) -> SiteFixtures:
+    """The module-scoped ``site``, ``server`` and ``client`` fixtures of one test site.
+
+    ``site, server, client = serve_site(FILES)`` at module level writes ``FILES`` once
+    (``prepare(root)`` may add what a dict cannot say, such as symlinks), serves it with
+    ``kitpy serve`` and gives an httpx client on it that does not follow redirects.
+    """
+
+    @pytest.fixture(scope="module")
+    def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        root = write_site(tmp_path_factory.mktemp("site") / "site", files)
+        if prepare is not None:
+            prepare(root)
+        return root
+
+    @pytest.fixture(scope="module")
+    def server(site: Path) -> Iterator[Server]:
+        srv = Server(site).start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+    @pytest.fixture(scope="module")
+    def client(server: Server) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=server.url, timeout=10, follow_redirects=False) as c:
+            yield c
+
+    return site, server, client

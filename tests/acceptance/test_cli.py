@@ -12,7 +12,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from .kit import Server, kitpy_env, run_kitpy, write_site
+from .kit import ECHO_ROUTE, Server, kitpy_env, run_kitpy, write_site
 
 GOOD_ROUTE = 'def get(event):\n    return {"body": "ok"}\n'
 
@@ -324,20 +324,7 @@ def test_trio_backend_serves_http_and_self_upgrade(tmp_path: Path) -> None:
         tmp_path / "site",
         {
             "routes/index.py": GOOD_ROUTE,
-            "routes/ws.py": """
-                from kitpy import Response, WebSocketPair
-
-                async def get(event):
-                    client, server = WebSocketPair()
-                    server.accept()
-
-                    async def run():
-                        async for message in server:
-                            await server.send(message)
-
-                    event.platform.wait_until(run())
-                    return Response(status=101, websocket=client)
-            """,
+            "routes/ws.py": ECHO_ROUTE,
         },
     )
     srv = Server(site, "--backend", "trio")

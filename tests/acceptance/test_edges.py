@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from .kit import Conn, Server, raw_exchange, write_site
+from .kit import Conn, Server, raw_exchange, serve_site, write_site
 
 ECHO = """
 def get(event):
@@ -186,20 +185,7 @@ FILES: dict[str, str] = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    site = write_site(tmp_path_factory.mktemp("edges") / "site", FILES)
-    srv = Server(site).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10, follow_redirects=False) as c:
-        yield c
+site, server, client = serve_site(FILES)
 
 
 def get_raw(server: Server, target: str, extra: str = "") -> tuple[str, dict[str, str], bytes]:

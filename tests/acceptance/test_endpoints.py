@@ -13,7 +13,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from .kit import Server, write_site
+from .kit import ECHO_ROUTE, Server, serve_site
 
 FILES: dict[str, str] = {
     "kitpy.toml": """
@@ -241,20 +241,7 @@ FILES: dict[str, str] = {
         async def get(event):
             raise KeyError("internal-secret-def")
     """,
-    "routes/ws/echo.py": """
-        from kitpy import Response, WebSocketPair
-
-        async def get(event):
-            client, server = WebSocketPair()
-            server.accept()
-
-            async def run():
-                async for message in server:
-                    await server.send(message)
-
-            event.platform.wait_until(run())
-            return Response(status=101, websocket=client)
-    """,
+    "routes/ws/echo.py": ECHO_ROUTE,
     "routes/ws/refuse.py": """
         from kitpy import Response
 
@@ -264,20 +251,7 @@ FILES: dict[str, str] = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    site = write_site(tmp_path_factory.mktemp("endpoints") / "site", FILES)
-    srv = Server(site).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10, follow_redirects=False) as c:
-        yield c
+site, server, client = serve_site(FILES)
 
 
 # -- the event ---------------------------------------------------------------------

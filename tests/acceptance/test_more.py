@@ -9,14 +9,13 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
-from .kit import Conn, Server, raw_exchange, write_site
+from .kit import Conn, Server, raw_exchange, serve_site
 
 FILES: dict[str, str] = {
     "kitpy.toml": """
@@ -158,20 +157,7 @@ FILES: dict[str, str] = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    site = write_site(tmp_path_factory.mktemp("more") / "site", FILES)
-    srv = Server(site).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10, follow_redirects=False) as c:
-        yield c
+site, server, client = serve_site(FILES)
 
 
 # -- hooks and errors -----------------------------------------------------------------

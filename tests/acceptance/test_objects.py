@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from .kit import Server, write_site
+from .kit import Server, serve_site, write_site
 
 FILES: dict[str, str] = {
     "kitpy.toml": """
@@ -176,24 +175,7 @@ FILES: dict[str, str] = {
 }
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_site(tmp_path_factory.mktemp("objects") / "site", FILES)
-
-
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[Server]:
-    srv = Server(site).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
+site, server, client = serve_site(FILES)
 
 
 def call(base: str | httpx.Client, name: str, op: str, **args: Any) -> Any:

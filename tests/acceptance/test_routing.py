@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from .kit import Server, raw_exchange, run_kitpy, write_site
+from .kit import Server, raw_exchange, run_kitpy, serve_site
 
 ECHO = """
 def get(event):
@@ -78,24 +77,7 @@ FILES: dict[str, str] = {
 }
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_site(tmp_path_factory.mktemp("routing") / "site", FILES)
-
-
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[Server]:
-    srv = Server(site).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10, follow_redirects=False) as c:
-        yield c
+site, server, client = serve_site(FILES)
 
 
 def hit(client: httpx.Client, path: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from .kit import Conn, Server, raw_exchange, read_all, write_site
+from .kit import ECHO_ROUTE, Conn, Server, raw_exchange, read_all, serve_site, write_site
 
 FILES: dict[str, str] = {
     "kitpy.toml": """
@@ -43,20 +43,7 @@ FILES: dict[str, str] = {
         def get(event):
             return {"body": "from the route"}
     """,
-    "routes/ws/echo.py": """
-        from kitpy import Response, WebSocketPair
-
-        async def get(event):
-            client, server = WebSocketPair()
-            server.accept()
-
-            async def run():
-                async for message in server:
-                    await server.send(message)
-
-            event.platform.wait_until(run())
-            return Response(status=101, websocket=client)
-    """,
+    "routes/ws/echo.py": ECHO_ROUTE,
     "static/app.js": "console.log('app');\n",
     "static/style.css": "body { color: red; }\n",
     "static/page.html": "<!doctype html><p>page</p>\n",
@@ -68,27 +55,12 @@ FILES: dict[str, str] = {
 }
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_site(tmp_path_factory.mktemp("server") / "site", FILES)
+def _links(root: Path) -> None:
     (root / "static" / "link.txt").symlink_to(root / "secret.txt")
     (root / "static" / "linkdir").symlink_to(root)
-    return root
 
 
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[Server]:
-    srv = Server(site).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
+site, server, client = serve_site(FILES, prepare=_links)
 
 
 def status_of(data: bytes) -> int:

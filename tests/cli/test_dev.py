@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from acceptance.kit import ECHO_ROUTE
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -32,21 +34,6 @@ INDEX = """from kitpy import text
 
 def get(event):
     return text({text!r})
-"""
-
-ECHO = """from kitpy import Response, WebSocketPair
-
-
-async def get(event):
-    client, server = WebSocketPair()
-    server.accept()
-
-    async def echo():
-        async for message in server:
-            await server.send(message)
-
-    event.platform.wait_until(echo())
-    return Response(status=101, websocket=client)
 """
 
 BROKEN = """from kitpy import text
@@ -142,7 +129,7 @@ def site(tmp_path: Path) -> Path:
     root = tmp_path / "site"
     (root / "routes").mkdir(parents=True)
     (root / "routes" / "index.py").write_text(INDEX.format(text="version 1"))
-    (root / "routes" / "ws.py").write_text(ECHO)
+    (root / "routes" / "ws.py").write_text(textwrap.dedent(ECHO_ROUTE))
     (root / "kitpy.toml").write_text('[env]\nGREETING = "hi"\n')
     (root / "static").mkdir()
     (root / "static" / "hello.txt").write_text("static 1")

@@ -5,6 +5,8 @@ Small limits everywhere so a test that waits for a timeout waits seconds, not mi
 
 from __future__ import annotations
 
+from acceptance.kit import ECHO_ROUTE
+
 #: A marker that must never reach a client or a log: it stands for a secret.
 SECRET = "s3cr3t-7f1d9a"
 
@@ -285,20 +287,7 @@ STORE_CONFIG = """
 
 WS = {
     **PING,
-    "routes/ws/echo.py": """
-        from kitpy import Response, WebSocketPair
-
-        async def get(event):
-            client, server = WebSocketPair()
-            server.accept()
-
-            async def run():
-                async for message in server:
-                    await server.send(message)
-
-            event.platform.wait_until(run())
-            return Response(status=101, websocket=client)
-    """,
+    "routes/ws/echo.py": ECHO_ROUTE,
     "objects/room.py": """
         import anyio
         from kitpy import DurableObject, Response, WebSocketPair, text
