@@ -193,8 +193,23 @@ class PostgresDriver:
                 conn.close()
 
     def _read(self, action: Callable[[psycopg.Connection[Any]], T]) -> T:
-        with self._errors("reading"), self._connection(writer=False) as conn:
-            return action(conn)
+        """Run a read; once more on a new connection if an idle pooled one had died.
+
+        Reads change nothing, so trying again is safe (a server restart or a
+        terminated session closes every pooled connection at once).
+        """
+        import psycopg
+
+        with self._errors("reading"):
+            for _ in range(READER_POOL):
+                with self._connection(writer=False) as conn:
+                    try:
+                        return action(conn)
+                    except psycopg.OperationalError:
+                        if not conn.broken:
+                            raise
+            with self._connection(writer=False) as conn:
+                return action(conn)
 
     # -- Driver -------------------------------------------------------------------
 

@@ -12,10 +12,12 @@ import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import psycopg
 import pytest
+from engines import PostgresEngine
 
 from kitpy.cluster.placement import Local, PostgresPlacement, Remote, sweep_alarms
 from kitpy.errors import StorageError
@@ -191,3 +193,33 @@ async def test_alarms_of_ownerless_objects_are_claimed_and_armed(cluster_db: str
         async with node(cluster_db, "c") as c:
             assert await c.orphan_alarms() == []  # held by a live node now
         assert len(await b.orphan_alarms()) == 2  # b's own: armed again is a no-op
+
+
+async def test_a_database_that_goes_away_fails_writes_and_the_node_recovers(
+    cluster_db: str, postgres_server: PostgresEngine
+) -> None:
+    async with node(cluster_db, "a", ttl=60.0) as a:
+        backend = PostgresBackend(cluster_db, fencing=a)
+        assert await a.locate("rooms", "x") == Local(1)
+        storage = backend.storage("rooms", "x")
+        await storage.put("n", 1)
+        assert await storage.get("n") == 1
+        # Every session of the database is cut, as a restart of the server does.
+        with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (urlsplit(cluster_db).path.lstrip("/"),),
+            )
+        with pytest.raises(StorageError, match="writing failed"):
+            await storage.put("n", 2)  # not acknowledged
+        with pytest.raises(StorageError):
+            await a.locate("rooms", "y")
+        with pytest.raises(StorageError):
+            await a.live_nodes()
+        # The next calls connect again.
+        await storage.put("n", 3)
+        assert await storage.get("n") == 3
+        assert await a.locate("rooms", "y") == Local(1)
+        assert await a.live_nodes() == {"a": "inbox.a"}
+        await backend.aclose()
