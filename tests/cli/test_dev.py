@@ -443,3 +443,25 @@ def test_a_secure_cookie_over_plain_http_is_warned_once(dev: DevServer, site: Pa
     while warning not in dev.text and time.monotonic() < deadline:
         time.sleep(0.05)
     assert dev.text.count(warning) == 1, dev.text
+
+
+LOGGING_ROUTE = """import logging
+
+logger = logging.getLogger(__name__)
+
+
+def get(event):
+    logger.info("info from the route")
+    logger.debug("debug from the route")
+    return {"body": "logged"}
+"""
+
+
+def test_info_logs_of_the_site_are_shown(dev: DevServer, site: Path) -> None:
+    (site / "routes" / "logs.py").write_text(LOGGING_ROUTE)
+    dev.poll("/logs", lambda response: response.status_code == 200)
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while "info from the route" not in dev.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "INFO info from the route" in dev.text
+    assert "debug from the route" not in dev.text  # --log-level info is the default

@@ -214,3 +214,25 @@ def test_env_from_the_environment(tmp_path: Path) -> None:
     finally:
         code, err = stop(process)
     assert code == 0 and "hunter22" not in err
+
+
+def test_log_level(tmp_path: Path) -> None:
+    from tests.cli.test_dev import LOGGING_ROUTE
+    from tests.cli.test_routes import write
+
+    site = write(tmp_path / "site", {"routes/logs.py": LOGGING_ROUTE})
+    for level, shown, hidden in (("debug", "debug from", None), ("warning", None, "info from")):
+        process = start(str(site), "--port", "0", "--log-level", level)
+        try:
+            assert process.stdout is not None
+            found = READY.match(process.stdout.readline().strip())
+            assert found
+            httpx.get(f"http://127.0.0.1:{found.group(1)}/logs", timeout=10)
+        finally:
+            code, err = stop(process)
+        assert code == 0
+        if shown:
+            assert f"DEBUG routes.logs: {shown} the route" in err
+            assert "INFO routes.logs: info from the route" in err
+        if hidden:
+            assert hidden not in err
