@@ -46,14 +46,18 @@ async def run_node(
     transport: Transport,
     lease_ttl: float,
     idle_timeout: float,
+    **options: Any,
 ) -> AsyncIterator[ObjectSystem]:
     """Run one node's object system, routed by ``placement`` over ``transport``.
 
     ``placement`` is running already (heartbeats); the caller stops it after this
-    exits. ``transport`` is connected here and closed on exit.
+    exits. ``transport`` is connected here and closed on exit. ``options`` go to the
+    :class:`~kitpy.objects.registry.ObjectSystem` (alarm retries...).
     """
     remote = RemoteObjects(transport, placement, retry_for=lease_ttl + RETRY_MARGIN)
-    system = ObjectSystem(backend, bindings, env, idle_timeout=idle_timeout, router=remote)
+    system = ObjectSystem(
+        backend, bindings, env, idle_timeout=idle_timeout, router=remote, **options
+    )
     remote.attach(system)
     await transport.connect(remote.on_frame)  # TransportError: NATS unreachable
     try:

@@ -31,10 +31,11 @@ CHUNKs; ``ws`` the owner's socket id of a 101; ``end`` the last chunk; ``n`` cre
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import anyio
 import anyio.abc
@@ -42,6 +43,7 @@ import anyio.abc
 from kitpy.cluster.sockets import Outbox, Sockets
 from kitpy.cluster.streams import WINDOW, Inbound, Outbound, StreamBroken, peek, rechunk
 from kitpy.cluster.transport import Frame, Kind, Transport, encode_frame
+from kitpy.errors import HTTPError, KitpyError
 from kitpy.http.request import Request
 from kitpy.http.response import Response
 from kitpy.http.websocket import WebSocket
@@ -273,8 +275,7 @@ class RemoteObjects:
                     f"durable object {key[0]}/{key[1]}: its node {call.node} went away "
                     "during the call"
                 )
-            rpc.decode_outcome(frame.body)  # raises what the object raised
-            raise OwnerGone(f"node {call.node} failed the call: {frame.meta!r}")
+            _raise_failure(frame)
         return frame
 
     async def call(self, object_id: ObjectId, payload: bytes) -> bytes:
@@ -286,6 +287,8 @@ class RemoteObjects:
             number, call = self._open(node)
             try:
                 meta = {"f": self.node, "ns": key[0], "id": key[1]}
+                if object_id.name is not None:
+                    meta["nm"] = object_id.name
                 frame = encode_frame(Kind.CALL, number, meta, payload)
                 await self.transport.send(node, frame, reply=self.transport.reply_subject(number))
                 return (await self._first_answer(number, call, key)).body
@@ -326,7 +329,7 @@ class RemoteObjects:
             if body is None:
                 body = await peek(rechunk(request.stream()))
             first, rest = body
-            return await self._fetch_remote(node, key, request, first, rest)
+            return await self._fetch_remote(node, object_id, request, first, rest)
 
         response: Response = await self._retrying(key, attempt)
         return response
@@ -334,11 +337,12 @@ class RemoteObjects:
     async def _fetch_remote(
         self,
         node: str,
-        key: _Key,
+        object_id: ObjectId,
         request: Request,
         first: bytes,
         rest: AsyncIterator[bytes] | None,
     ) -> Response:
+        key = (object_id.namespace, str(object_id))
         number, call = self._open(node)
         # Ready before the call leaves: response chunks may follow RESPONSE at once.
         inbound = call.inbound = Inbound(lambda n: self._grant(node, number, n, False))
@@ -352,6 +356,8 @@ class RemoteObjects:
                 "u": str(request.url),
                 "h": request.headers.items(),
             }
+            if object_id.name is not None:
+                meta["nm"] = object_id.name
             if request.client is not None:
                 meta["c"] = list(request.client)
             if rest is not None:
@@ -367,7 +373,7 @@ class RemoteObjects:
                 if answer.kind is Kind.FAILED:
                     if answer.meta.get("error") == "gone":
                         raise OwnerGone(f"node {node} went away during the call")
-                    rpc.decode_outcome(answer.body)
+                    _raise_failure(answer)
             if answer.kind is not Kind.RESPONSE:
                 raise OwnerGone(f"node {node} answered {answer.kind.name} to a fetch")
             response = Response(None, int(answer.meta["s"]), answer.meta.get("h"))
@@ -522,6 +528,20 @@ class RemoteObjects:
             sender, encode_frame(kind, number, {"f": self.node, "r": 1, **meta})
         )
 
+    def _failure(self, number: int, error: Exception) -> bytes:
+        """The FAILED frame that makes the caller raise ``error`` again.
+
+        kitpy's own errors (StorageError, ObjectResetError...) cross as themselves;
+        the others as RPC encodes them (HTTPError and built-ins as themselves).
+        """
+        meta: dict[str, Any] = {"f": self.node, "r": 1, "error": "raised"}
+        cls = type(error)
+        if isinstance(error, KitpyError) and not isinstance(error, HTTPError):
+            if cls.__module__.startswith("kitpy."):
+                meta["kitpy"] = f"{cls.__module__}:{cls.__qualname__}"
+                meta["message"] = str(error)
+        return encode_frame(Kind.FAILED, number, meta, rpc.encode_error(error))
+
     async def _serve(self, sender: str, frame: Frame, namespace: str, object_id: str) -> None:
         """Run one forwarded event; whatever goes wrong is answered, never raised here."""
         number = frame.call
@@ -529,7 +549,8 @@ class RemoteObjects:
             if namespace not in self.system.bindings or not await self._owns(namespace, object_id):
                 await self._answer(sender, Kind.FAILED, number, {"error": "not_owner"})
                 return
-            oid = ObjectId(namespace, object_id)
+            name = frame.meta.get("nm")
+            oid = ObjectId(namespace, object_id, name if isinstance(name, str) else None)
             if frame.kind is Kind.CALL:
                 outcome = await self.system.call(oid, frame.body, routed=False)
                 meta = {"f": self.node, "r": 1}
@@ -549,9 +570,7 @@ class RemoteObjects:
                 type(exc).__name__,
                 exc,
             )
-            meta = {"f": self.node, "r": 1, "error": "raised"}
-            failed = encode_frame(Kind.FAILED, number, meta, rpc.encode_error(exc))
-            await self._send_quietly(sender, failed)
+            await self._send_quietly(sender, self._failure(number, exc))
 
     async def _serve_fetch(self, sender: str, frame: Frame, oid: ObjectId) -> None:
         number = frame.call
@@ -574,11 +593,7 @@ class RemoteObjects:
             try:
                 response = await self.system.fetch(oid, request, routed=False)
             except Exception as exc:
-                head = {"f": self.node, "r": 1, "error": "raised"}
-                body_bytes = rpc.encode_error(exc)
-                await self._send_quietly(
-                    sender, encode_frame(Kind.FAILED, number, head, body_bytes)
-                )
+                await self._send_quietly(sender, self._failure(number, exc))
                 return
             await self._send_response(sender, number, served, response)
         finally:
@@ -624,3 +639,22 @@ async def _prefixed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[b
         yield first
     async for chunk in rest:
         yield chunk
+
+
+def _raise_failure(frame: Frame) -> NoReturn:
+    """Raise what a FAILED frame carries (see ``RemoteObjects._failure``)."""
+    path = frame.meta.get("kitpy")
+    if isinstance(path, str) and path.startswith("kitpy."):
+        module, _, name = path.partition(":")
+        try:
+            cls: Any = importlib.import_module(module)
+            for part in name.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError):
+            cls = None
+        if isinstance(cls, type) and issubclass(cls, KitpyError):
+            error = cls.__new__(cls)  # its message as is, whatever its __init__ takes
+            Exception.__init__(error, str(frame.meta.get("message", "")))
+            raise error
+    rpc.decode_outcome(frame.body)  # raises what the object raised
+    raise OwnerGone(f"a failed call carried no error: {frame.meta!r}")

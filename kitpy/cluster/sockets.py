@@ -49,6 +49,7 @@ _LEN = struct.Struct("!I")
 _CODE = struct.Struct("!H")
 #: Close code for sockets whose other node went away or handed over (RFC 6455 7.4.1).
 SERVICE_RESTART = 1012
+GOING_AWAY = 1001
 #: Bytes of records per SOCKETS frame before another frame is started.
 FRAME_BUDGET = 512 * 1024
 #: Largest piece of one message in one record.
@@ -361,9 +362,12 @@ class Sockets:
                 bridge.drop(1006, "the client's node went away")
 
     def hand_over_all(self) -> None:
-        """Shutting down: other nodes' sockets of our objects get 1012."""
+        """Shutting down: other nodes' sockets of our objects get 1012; the sockets of
+        our clients (if the server has not closed them already) 1001, as on one process."""
         for bridge in list(self._owned.values()):
             bridge.hand_over(SERVICE_RESTART, "the object moves to another node")
+        for bridge in list(self._front.values()):
+            bridge.hand_over(GOING_AWAY, "")
 
     @property
     def count(self) -> tuple[int, int]:
