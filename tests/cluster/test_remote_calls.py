@@ -1,78 +1,32 @@
 """Routing between nodes over a real NATS server, nodes in one process, a fake placement.
 
 Each node is :func:`kitpy.cluster.node.run_node` with its own NATS connection; a
-shared ownership table stands in for PostgreSQL (the real placement is tested with
-real ``kitpy serve`` processes in test_cluster_routing.py).
+shared ownership table stands in for PostgreSQL (fake_cluster.py; the real placement
+is tested with real ``kitpy serve`` processes in test_cluster_routing.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import fake_cluster
 import nats
 import pytest
 from engines import NatsEngine
+from fake_cluster import NodeParts, Table
 
 from kitpy import DurableObject, Request, Response, WebSocketPair
-from kitpy.cluster.remote import OwnerGone, RemoteObjects
+from kitpy.cluster.remote import OwnerGone
 from kitpy.cluster.transport import CHUNK_SIZE, Transport
 from kitpy.errors import HTTPError
 from kitpy.http.websocket import WebSocket, WebSocketClosed
-from kitpy.objects.registry import ObjectSystem
-from kitpy.storage import MemoryBackend
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class Local:
-    epoch: int
-
-
-@dataclass
-class Remote:
-    node: str
-    inbox: str
-
-
-class Table:
-    """Who owns what: first locate claims, as the real placement does."""
-
-    def __init__(self) -> None:
-        self.owners: dict[tuple[str, str], str] = {}
-        self.locates = 0
-
-
-class FakePlacement:
-    def __init__(self, table: Table, node: str) -> None:
-        self.table = table
-        self.node = node
-        self.lost: list[Callable[[str, str], None]] = []
-        self.dead: list[Callable[[str], None]] = []
-        self.released: list[tuple[str, str]] = []
-
-    async def locate(self, namespace: str, object_id: str) -> Local | Remote:
-        self.table.locates += 1
-        owner = self.table.owners.setdefault((namespace, object_id), self.node)
-        return Local(1) if owner == self.node else Remote(owner, f"inbox-of-{owner}")
-
-    def release_local(self, namespace: str, object_id: str) -> None:
-        self.released.append((namespace, object_id))
-
-    def on_lost(self, callback: Callable[[str, str], None]) -> None:
-        self.lost.append(callback)
-
-    async def live_nodes(self) -> dict[str, str]:
-        return {}
-
-    def on_node_dead(self, callback: Callable[[str], None]) -> None:
-        self.dead.append(callback)
 
 
 class Counter(DurableObject):
@@ -134,39 +88,10 @@ class Counter(DurableObject):
             await ws.send(f"echo:{message!r}")
 
 
-@dataclass
-class NodeParts:
-    name: str
-    system: ObjectSystem
-    remote: RemoteObjects
-    transport: Transport
-    placement: FakePlacement
-
-
 @asynccontextmanager
 async def cluster(url: str, names: list[str]) -> AsyncIterator[tuple[Table, list[NodeParts]]]:
-    from kitpy.cluster.node import run_node
-
-    table = Table()
-    nodes = []
-    async with AsyncExitStack() as stack:
-        for name in names:
-            placement = FakePlacement(table, name)
-            transport = Transport(url, "kitpy.test-" + "-".join(names), name)
-            system = await stack.enter_async_context(
-                run_node(
-                    bindings={"counters": Counter},
-                    env=None,
-                    backend=MemoryBackend(),
-                    placement=placement,
-                    transport=transport,
-                    lease_ttl=1.0,
-                    idle_timeout=30.0,
-                )
-            )
-            assert isinstance(system._router, RemoteObjects)
-            nodes.append(NodeParts(name, system, system._router, transport, placement))
-        yield table, nodes
+    async with fake_cluster.cluster(url, names, {"counters": Counter}) as parts:
+        yield parts
 
 
 async def test_rpc_runs_on_the_owner_and_returns_its_bytes(nats_server: NatsEngine) -> None:

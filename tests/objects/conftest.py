@@ -14,9 +14,22 @@ RunObjects = Callable[..., AbstractAsyncContextManager[ObjectSystem]]
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
 
 
-@pytest.fixture
-def run_objects() -> RunObjects:
-    """``async with run_objects({"rooms": Room}, idle_timeout=...) as system:``."""
+#: Where the objects of a test run: in this process, or on a second cluster node.
+MODES = ("one-process", "two-nodes")
+
+
+@pytest.fixture(params=MODES)
+def run_objects(request: pytest.FixtureRequest) -> RunObjects:
+    """``async with run_objects({"rooms": Room}, idle_timeout=...) as system:``.
+
+    Every test that uses it runs twice: on one process, and as two cluster nodes over
+    a real NATS server, where ``system`` is the *front* node and the objects live on
+    the other (``fake_cluster.FrontView``: every event crosses NATS; what the test
+    inspects -- live instances, armed alarms -- is the owner's). A cluster needs
+    asyncio, so the Trio runs of the object tests are one-process only.
+    """
+    if request.param == "two-nodes":
+        return _two_nodes(request.getfixturevalue("nats_server").url)
 
     @asynccontextmanager
     async def run(
@@ -31,6 +44,50 @@ def run_objects() -> RunObjects:
             yield system
 
     return run
+
+
+def _two_nodes(url: str) -> RunObjects:
+    from fake_cluster import FrontView, Table, cluster
+
+    @asynccontextmanager
+    async def run(
+        classes: Mapping[str, type[DurableObject]],
+        *,
+        backend: StorageBackend | None = None,
+        env: Any = None,
+        **options: Any,
+    ) -> AsyncIterator[Any]:
+        backends = {"owner": backend} if backend is not None else None
+        async with cluster(
+            url,
+            ["front", "owner"],
+            classes,
+            table=Table(default="owner"),
+            backends=backends,
+            env=env,
+            **options,
+        ) as (_, (front, owner)):
+            yield FrontView(front.system, owner.system)
+
+    return run
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the runs that cannot be: a cluster node needs asyncio, never Trio; a test
+    marked ``one_process`` checks what only holds within one process."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        on_cluster = params.get("run_objects") == "two-nodes"
+        impossible = on_cluster and (
+            params.get("anyio_backend", "asyncio") != "asyncio"
+            or item.get_closest_marker("one_process") is not None
+        )
+        (dropped if impossible else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture

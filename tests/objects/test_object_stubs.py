@@ -140,6 +140,7 @@ def test_overrides_replace_method_headers_and_body() -> None:
         build_request(42)  # type: ignore[arg-type]
 
 
+@pytest.mark.one_process
 async def test_a_101_response_with_its_websocket_comes_back_unchanged(
     run_objects: RunObjects,
 ) -> None:

@@ -87,6 +87,7 @@ async def test_messages_are_broadcast_to_every_tagged_socket(run_objects: RunObj
         assert state.get_websockets("nobody") == []
 
 
+@pytest.mark.one_process
 async def test_a_closed_socket_leaves_at_once_and_websocket_close_runs(
     run_objects: RunObjects, until: Until
 ) -> None:
