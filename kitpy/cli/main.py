@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kitpy.cli.scaffold import TEMPLATES
 from kitpy.cli.terminal import LOG_LEVELS
 from kitpy.errors import InitError, KitpyError, SiteError
 
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     new = commands.add_parser("new", help="create a site from a template")
     new.add_argument("directory", metavar="DIR", help="the folder to create")
     new.add_argument(
-        "--template", default=None, choices=("minimal", "chat"), help="minimal (default) or chat"
+        "--template",
+        default=None,
+        choices=TEMPLATES,
+        help="minimal (default), chat, or svelte (a Svelte + Vite front end)",
     )
     new.add_argument("--force", action="store_true", help="write into a non-empty folder")
     new.set_defaults(run=_new)

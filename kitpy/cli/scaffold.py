@@ -1,4 +1,4 @@
-"""``kitpy new DIR [--template minimal|chat] [--force]``: write a working site.
+"""``kitpy new DIR [--template minimal|chat|svelte] [--force]``: write a working site.
 
 A template is a folder of plain files under ``kitpy/cli/templates/<name>/``, copied as
 they are, with two exceptions:
@@ -34,13 +34,15 @@ __all__ = (
 )
 
 #: The templates ``kitpy new`` knows, in the order ``--help`` shows them.
-TEMPLATES = ("minimal", "chat")
+TEMPLATES = ("minimal", "chat", "svelte")
 DEFAULT_TEMPLATE = "minimal"
 
 #: Stored name -> written name, for files that must not be dot files in the package.
 _RENAMES = {"gitignore": ".gitignore"}
 #: Never copied out of a template folder.
-_SKIP = frozenset({"__pycache__", ".pytest_cache", ".kitpy", ".mypy_cache", ".ruff_cache"})
+_SKIP = frozenset(
+    {"__pycache__", ".pytest_cache", ".kitpy", ".mypy_cache", ".ruff_cache", "node_modules"}
+)
 _SITE_NAME = "{{site_name}}"
 
 
