@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
 
 from tests.acceptance.kit import Server
-from tests.cli.test_new import TIMEOUT, kitpy
+from tests.cli.test_new import kitpy, run_site_tests
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -43,13 +42,7 @@ def test_the_svelte_template_builds_tests_and_runs(tmp_path: Path, browser: Brow
     built = (site / "static" / "index.html").read_text()
     assert 'src="/assets/' in built
 
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=site,
-    )
+    tests = run_site_tests(site)
     assert tests.returncode == 0 and "3 passed" in tests.stdout, tests.stdout + tests.stderr
 
     server = Server(site).start()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.cli.test_new import TIMEOUT, kitpy
+from tests.cli.test_new import kitpy, run_site_tests
 
 TUTORIAL = Path(__file__).resolve().parents[2] / "docs" / "tutorial.md"
 #: "Create `routes/x.py`:" then a fenced block: the file's whole text.
@@ -49,13 +47,7 @@ def test_the_tutorial_finds_its_files() -> None:
 
 def test_the_tutorial_site_passes_its_tests(tmp_path: Path) -> None:
     site = build_tutorial_site(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=site,
-    )
+    result = run_site_tests(site)
     assert result.returncode == 0, result.stdout + result.stderr
     tutorial = TUTORIAL.read_text()
     claimed = re.search(r"All (\w+) tests pass", tutorial)
