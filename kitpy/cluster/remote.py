@@ -58,6 +58,8 @@ __all__ = ("OwnerGone", "Placement", "RemoteObjects")
 logger = logging.getLogger("kitpy.cluster")
 
 _Key = tuple[str, str]
+#: Remote owners remembered at most (the oldest is forgotten first).
+MAX_REMEMBERED = 100_000
 
 
 class Placement(Protocol):
@@ -237,6 +239,8 @@ class RemoteObjects:
         node = str(owner.node)
         if node == self.node:
             return None
+        if len(self._owners) >= MAX_REMEMBERED:
+            del self._owners[next(iter(self._owners))]  # forget the oldest
         self._owners[key] = node
         return node
 
