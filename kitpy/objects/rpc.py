@@ -19,7 +19,8 @@ Infinity:
     (an :class:`~kitpy.HTTPError`, raised again as one);
   - ``{"kind": "builtin", "type": "KeyError", "args": [VALUE, ...]}`` (an exception
     class of Python's ``builtins`` module, raised again as ``KeyError(*args)``: same
-    type, same message);
+    type, same message; args that are not VALUEs travel as ``[str(error)]``, and a
+    class that cannot be rebuilt from its args arrives as a DurableObjectError);
   - ``{"kind": "object", "type": "module.Class", "message": "..."}`` (anything else,
     raised again as :class:`~kitpy.errors.DurableObjectError` naming the type).
 
@@ -27,9 +28,10 @@ A VALUE is JSON (null, booleans, numbers, strings, arrays, objects with string k
 plus two tags, each an object with exactly one key that starts with ``$``:
 
 - ``{"$bytes": "<base64>"}`` is a ``bytes`` value;
-- ``{"$object": {...}}`` is a dict sent as is: a user's dict that itself has exactly
-  one key starting with ``$`` travels wrapped this way, so a dict that happens to
-  look like a tag round-trips unchanged. Every other object is a plain dict.
+- ``{"$object": {...}}`` is a dict whose keys are taken literally (its values are
+  VALUEs): a user's dict that itself has exactly one key starting with ``$``
+  travels wrapped this way, so a dict that happens to look like a tag round-trips
+  unchanged. Every other object is a plain dict.
 
 On the way in, lists and tuples become lists (a tuple arrives as a list), ``bytes``,
 ``bytearray`` and ``memoryview`` become ``bytes``; anything else -- a set, a
