@@ -2,18 +2,60 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import sys
 
-__all__ = ("format_line", "print_to_stderr")
+__all__ = ("StderrLog", "format_line", "print_to_stderr")
+
+#: Lines held before a write even within one event-loop turn.
+BATCH_LINES = 512
 
 
-def print_to_stderr(line: str) -> None:
-    """The default access log: one line to stderr, flushed."""
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):  # a closed or broken stderr must not break serving
-        pass
+class StderrLog:
+    """An access log writing lines to stderr, one write per event-loop turn.
+
+    A line logged on a running asyncio loop is held, and every line held is written
+    (and stderr flushed) by a callback at the end of the loop's current turn: a
+    server answering 64 keep-alive connections in one turn makes one write, not 64.
+    Off an asyncio loop (Trio, a thread) each line is written at once. Lines still
+    held when the interpreter exits are written then.
+    """
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        lines = self._lines
+        lines.append(line)
+        if len(lines) == 1:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            loop.call_soon(self.flush)
+        elif len(lines) >= BATCH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every line held (a closed or broken stderr is ignored)."""
+        lines = self._lines
+        if not lines:
+            return
+        self._lines = []
+        try:
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed or broken stderr must not break serving
+            pass
+
+
+#: The default access log of ``kitpy serve``.
+print_to_stderr = StderrLog()
+atexit.register(print_to_stderr.flush)
 
 
 def format_line(
