@@ -5,13 +5,18 @@ The loop runs in the connection's own task and handles requests one after anothe
 request. The request body is read from the stream by the handler itself, through
 :class:`_RequestBody`, only when and as fast as it asks for it.
 
-Timeouts use one cancel scope around the whole connection whose deadline follows
-:meth:`HTTP11Protocol.deadline` while a request head is awaited and is infinite
-while the application runs; request body reads have their own inactivity timeout.
+Timeouts use one cancel scope around the whole connection, cancelled once
+:meth:`HTTP11Protocol.deadline` passes while a request head is awaited (never while
+the application runs); request body reads have their own inactivity timeout. On
+Trio the scope's deadline follows the protocol's. On asyncio a timer of the
+connection's own checks the deadline when it fires and, when it has not passed
+(another request came meanwhile), sets itself again for the new one: a keep-alive
+connection reschedules no timer per request, only about once per keep-alive timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -119,7 +124,18 @@ class _Connection:
         self.access_log = access_log
         self.allowed_origins = allowed_origins
         self.tracker = tracker
-        self.protocol = HTTP11Protocol(limits, anyio.current_time)
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # Trio
+            self.loop = None
+        self.protocol = HTTP11Protocol(
+            limits, anyio.current_time if self.loop is None else self.loop.time
+        )
+        #: asyncio: the head-deadline timer (see the module docstring), and whether the
+        #: connection is waiting for a request head.
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
+        self.awaiting_head = False
         self.state = ConnectionState.IDLE
         self.scope = anyio.CancelScope()
         self.draining = False
@@ -174,6 +190,7 @@ class _Connection:
             with self.scope:
                 await self._serve()
         finally:
+            self._stop_timer()
             if self.tracker is not None:
                 self.tracker.discard(self)
             with anyio.CancelScope(shield=True):
@@ -187,17 +204,26 @@ class _Connection:
             try:
                 event = protocol.next_event()
                 if event is NEED_DATA:
-                    scope.deadline = protocol.deadline()
-                    while True:
-                        data = await self.receive()
-                        protocol.receive_data(data)
-                        event = protocol.next_event()
-                        if event is not NEED_DATA:
-                            break
-                        if data:  # part of a head: now the header timeout runs
-                            self.state = ConnectionState.BUSY
-                            scope.deadline = protocol.deadline()
-                    scope.deadline = math.inf
+                    if self.loop is None:
+                        scope.deadline = protocol.deadline()
+                    else:
+                        self.awaiting_head = True
+                        self._arm_timer(protocol.deadline())
+                    try:
+                        while True:
+                            data = await self.receive()
+                            protocol.receive_data(data)
+                            event = protocol.next_event()
+                            if event is not NEED_DATA:
+                                break
+                            if data:  # part of a head: now the header timeout runs
+                                self.state = ConnectionState.BUSY
+                                if self.loop is None:
+                                    scope.deadline = protocol.deadline()
+                    finally:
+                        self.awaiting_head = False
+                    if self.loop is None:
+                        scope.deadline = math.inf
             except ProtocolError as exc:
                 await self._protocol_error(exc, time.perf_counter())
                 return
@@ -207,6 +233,33 @@ class _Connection:
             if not await self._handle(event):
                 return
             protocol.start_next_cycle()
+
+    def _arm_timer(self, when: float) -> None:
+        """Have :meth:`_on_timer` run by ``when`` (asyncio); a timer due earlier will do."""
+        if self.timer is not None:
+            if self.timer_at <= when:
+                return
+            self.timer.cancel()
+        assert self.loop is not None
+        self.timer_at = when
+        self.timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.timer_at = math.inf
+        if not self.awaiting_head:
+            return  # busy with a request: armed again when the next head is awaited
+        deadline = self.protocol.deadline()
+        assert self.loop is not None
+        if self.loop.time() >= deadline:
+            self.scope.cancel()
+        else:
+            self._arm_timer(deadline)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     async def _protocol_error(self, exc: ProtocolError, started: float) -> None:
         assert exc.status is not None
@@ -371,6 +424,7 @@ class _Connection:
             return False
         assert end is not None
         self.state = ConnectionState.WEBSOCKET
+        self._stop_timer()
         self.protocol.release()  # HTTP is over on this connection; keep no parser per socket
         driver = websocket_driver(self.stream, protocol, end, self.limits, subprotocol)
         self.driver = driver

@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import Callable
 
+import anyio
 import httpx
 import pytest
 
@@ -147,6 +148,37 @@ def test_idle_keep_alive_connection_is_closed(make_server: MakeServer) -> None:
         reader = Reader(sock)
         assert reader.response()[2] == b"hello"
         assert reader.all() == b""  # closed by the server, with nothing more
+
+
+def test_a_handler_slower_than_the_keepalive_timeout_still_answers(
+    make_server: MakeServer,
+) -> None:
+    """The head deadline applies while a head is awaited, never while the app runs."""
+
+    async def slow(app: App, request: Request) -> Response:
+        await anyio.sleep(0.8)
+        return Response("late")
+
+    server = make_server(slow, limits=Limits(keepalive_timeout=0.2, header_timeout=0.3))
+    with server.connect() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(sock)
+        assert reader.response()[2] == b"late"
+        assert reader.all() == b""  # then idle past keepalive_timeout: closed
+
+
+def test_a_busy_keep_alive_connection_outlives_its_first_deadline(
+    make_server: MakeServer,
+) -> None:
+    """Each request moves the deadline: 20 requests spread over more than one timeout."""
+    server = make_server(hello, limits=Limits(keepalive_timeout=0.5))
+    with server.connect() as sock:
+        reader = Reader(sock)
+        for _ in range(20):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert reader.response()[2] == b"hello"
+            time.sleep(0.05)
+        assert reader.all() == b""
 
 
 def test_a_fresh_silent_connection_is_closed(make_server: MakeServer) -> None:
