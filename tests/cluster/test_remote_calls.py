@@ -317,3 +317,24 @@ def test_node_names_with_dots_become_one_subject_token_each() -> None:
     assert dotted.startswith("web-1_internal-") and "." not in dotted
     assert dotted != underscored
     assert Transport("nats://x", "kitpy.p", "a.b").inbox.count(".") == 3
+
+
+async def test_an_owner_that_loses_its_object_closes_its_sockets_everywhere_with_1012(
+    nats_server: NatsEngine,
+) -> None:
+    async with cluster(nats_server.url, ["a7", "b7"]) as (table, (a, b)):
+        await b.system.namespace("counters").get_by_name("lost").increment()  # b owns it
+        sockets = []
+        for node in (a, b):
+            stub = node.system.namespace("counters").get_by_name("lost")
+            response = await stub.fetch("/ws", headers={"x-who": node.name})
+            assert response.websocket is not None
+            sockets.append(response.websocket)
+        key = ("counters", str(stub.id))
+        for callback in b.placement.lost:  # b's lease ran out: another node may own it
+            callback(*key)
+        for ws in sockets:
+            with pytest.raises(WebSocketClosed) as closed:
+                await ws.receive()
+            assert closed.value.code == 1012
+        assert not b.system.is_live(*key)
