@@ -34,7 +34,14 @@ import asyncio
 import importlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+)
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import anyio
@@ -42,7 +49,7 @@ import anyio.abc
 
 from kitpy.cluster.sockets import Outbox, Sockets
 from kitpy.cluster.streams import WINDOW, Inbound, Outbound, StreamBroken, peek, rechunk
-from kitpy.cluster.transport import Frame, Kind, Transport, encode_frame
+from kitpy.cluster.transport import CHUNK_SIZE, Frame, Kind, Transport, encode_frame
 from kitpy.errors import HTTPError, KitpyError
 from kitpy.http.request import Request
 from kitpy.http.response import Response
@@ -289,13 +296,26 @@ class RemoteObjects:
             if node is None:
                 return await self.system.call(object_id, payload, routed=False)
             number, call = self._open(node)
+            inbound = call.inbound = Inbound(lambda n: self._grant(node, number, n, False))
             try:
-                meta = {"f": self.node, "ns": key[0], "id": key[1]}
+                meta: dict[str, Any] = {"f": self.node, "ns": key[0], "id": key[1]}
                 if object_id.name is not None:
                     meta["nm"] = object_id.name
-                frame = encode_frame(Kind.CALL, number, meta, payload)
+                first, rest = await peek(rechunk((payload,)))
+                if rest is not None:
+                    meta["more"] = 1
+                frame = encode_frame(Kind.CALL, number, meta, first)
                 await self.transport.send(node, frame, reply=self.transport.reply_subject(number))
-                return (await self._first_answer(number, call, key)).body
+                answer = await self._first_answer(number, call, key)
+                if answer.kind is Kind.CREDIT and rest is not None:
+                    call.out = Outbound(int(answer.meta.get("n", WINDOW)))
+                    self._spawn(lambda: self._pump(node, number, call.out, rest, reply=False))
+                    answer = await call.next()
+                    if answer.kind is Kind.FAILED:
+                        _raise_failure(answer)
+                if not answer.meta.get("more"):
+                    return answer.body
+                return b"".join([answer.body, *[chunk async for chunk in inbound.chunks()]])
             finally:
                 self._calls.pop(number, None)
 
@@ -484,7 +504,8 @@ class RemoteObjects:
             # A call we gave up on: close the object's end of a 101, stop a body.
             if socket is not None:
                 self.sockets.refuse(sender, int(socket))
-            if kind is Kind.CHUNK or (kind is Kind.RESPONSE and frame.meta.get("more")):
+            streams = kind in (Kind.RESPONSE, Kind.RESULT) and frame.meta.get("more")
+            if kind is Kind.CHUNK or streams:
                 cancel = encode_frame(Kind.CANCEL, frame.call, {"f": self.node})
                 self._send_soon(sender, cancel)
             return
@@ -556,9 +577,7 @@ class RemoteObjects:
             name = frame.meta.get("nm")
             oid = ObjectId(namespace, object_id, name if isinstance(name, str) else None)
             if frame.kind is Kind.CALL:
-                outcome = await self.system.call(oid, frame.body, routed=False)
-                meta = {"f": self.node, "r": 1}
-                await self._send_quietly(sender, encode_frame(Kind.RESULT, number, meta, outcome))
+                await self._serve_call(sender, frame, oid)
             elif frame.kind is Kind.ALARM:
                 await self.system.ensure_alarm(namespace, object_id)
                 await self._answer(sender, Kind.RESULT, number, {})
@@ -575,6 +594,21 @@ class RemoteObjects:
                 exc,
             )
             await self._send_quietly(sender, self._failure(number, exc))
+
+    async def _serve_call(self, sender: str, frame: Frame, oid: ObjectId) -> None:
+        number = frame.call
+        served = self._served[(sender, number)] = _Served()
+        try:
+            payload = frame.body
+            if frame.meta.get("more"):  # a payload larger than a chunk follows
+                inbound = served.inbound = Inbound(lambda n: self._grant(sender, number, n, True))
+                await self._answer(sender, Kind.CREDIT, number, {"n": WINDOW})
+                payload = b"".join([payload, *[chunk async for chunk in inbound.chunks()]])
+            outcome = await self.system.call(oid, payload, routed=False)
+            head: dict[str, Any] = {"f": self.node, "r": 1}
+            await self._send_streamed(sender, number, served, Kind.RESULT, head, (outcome,))
+        finally:
+            self._served.pop((sender, number), None)
 
     async def _serve_fetch(self, sender: str, frame: Frame, oid: ObjectId) -> None:
         number = frame.call
@@ -618,19 +652,30 @@ class RemoteObjects:
         if response.websocket is not None:
             # The object's pair stays here; the front node drives its client end.
             head["ws"] = self.sockets.own(response.websocket, sender)
-        if response.stream is None:
-            await self._send_quietly(
-                sender, encode_frame(Kind.RESPONSE, number, head, response.body or b"")
-            )
+        body = response.body or b""
+        if response.stream is None and len(body) <= CHUNK_SIZE:
+            await self.transport.send(sender, encode_frame(Kind.RESPONSE, number, head, body))
             return
-        first, rest = await peek(rechunk(response.stream))
-        if rest is None:
-            await self._send_quietly(sender, encode_frame(Kind.RESPONSE, number, head, first))
-            return
-        head["more"] = 1
-        out = served.out = Outbound(WINDOW)
-        await self._send_quietly(sender, encode_frame(Kind.RESPONSE, number, head, first))
-        await self._pump(sender, number, out, rest, reply=True)
+        source = response.stream if response.stream is not None else (body,)
+        await self._send_streamed(sender, number, served, Kind.RESPONSE, head, source)
+
+    async def _send_streamed(
+        self,
+        sender: str,
+        number: int,
+        served: _Served,
+        kind: Kind,
+        head: dict[str, Any],
+        source: AsyncIterable[bytes] | Iterable[bytes],
+    ) -> None:
+        """Answer with ``kind`` and its body: inline if it fits one chunk, else streamed."""
+        first, rest = await peek(rechunk(source))
+        if rest is not None:
+            head["more"] = 1
+            served.out = Outbound(WINDOW)
+        await self.transport.send(sender, encode_frame(kind, number, head, first))
+        if rest is not None:
+            await self._pump(sender, number, served.out, rest, reply=True)
 
 
 def _replayed(request: Request, first: bytes, rest: AsyncIterator[bytes] | None) -> Request:

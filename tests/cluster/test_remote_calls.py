@@ -49,6 +49,8 @@ class Counter(DurableObject):
         raise KeyError(key)
 
     async def fetch(self, request: Request) -> Response:
+        if request.url.path == "/bytes":
+            return Response(bytes(range(256)) * 8000, headers={"content-type": "x/y"})
         if request.url.path == "/404":
             raise HTTPError(404, "no such thing")
         if request.url.path == "/ws":
@@ -102,6 +104,8 @@ async def test_rpc_runs_on_the_owner_and_returns_its_bytes(nats_server: NatsEngi
         assert await stub_a.increment(by=2) == 3
         assert await stub_a.increment(by=2) == 5
         assert await stub_a.echo_bytes(b"\x00\xffab") == b"ba\xff\x00"
+        big = bytes(range(256)) * 12_000  # 3 MB, 4 MB encoded: more than one NATS message
+        assert await stub_a.echo_bytes(big) == big[::-1]
         assert a.system.live_instance(stub_a.id) is None
         assert b.system.live_instance(stub_a.id) is not None
         locates = table.locates
@@ -145,6 +149,12 @@ async def test_fetch_streams_bodies_larger_than_a_chunk_both_ways(
                 break
             await _tick()
         assert not b.remote._served
+
+        # a response body of bytes larger than a chunk streams as well
+        whole = await stub.fetch("/bytes")
+        assert whole.headers["content-type"] == "x/y"
+        assert whole.stream is not None and whole.body is None
+        assert b"".join([c async for c in whole.stream]) == bytes(range(256)) * 8000  # type: ignore[union-attr]
 
         # a small body goes in one frame, inline both ways
         small = await stub.fetch("/small", method="PUT", body=b"abc")
