@@ -59,7 +59,7 @@ async def run_node(
         backend, bindings, env, idle_timeout=idle_timeout, router=remote, **options
     )
     remote.attach(system)
-    await transport.connect(remote.on_frame)  # TransportError: NATS unreachable
+    await transport.connect(remote.on_frame, remote.disconnected)  # TransportError
     try:
         async with system.run(), remote:
             yield system

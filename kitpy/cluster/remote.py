@@ -209,6 +209,12 @@ class RemoteObjects:
         if self._system is not None:
             self._system.evict(namespace, object_id, 1012, "the object moved to another node")
 
+    def disconnected(self) -> None:
+        """NATS dropped us: what was in flight may be lost, so every call and bridged
+        socket in progress ends (calls fail, sockets get 1012 and reconnect)."""
+        for node in {call.node for call in self._calls.values()} | self.sockets.nodes():
+            self._node_dead(node)
+
     def _node_dead(self, node: str) -> None:
         for key in [k for k, owner in self._owners.items() if owner == node]:
             del self._owners[key]

@@ -361,6 +361,10 @@ class Sockets:
             if key[0] == node:
                 bridge.drop(1006, "the client's node went away")
 
+    def nodes(self) -> set[str]:
+        """The nodes holding the other halves of our bridged sockets."""
+        return {node for node, _ in self._owned} | {node for node, _ in self._front}
+
     def hand_over_all(self) -> None:
         """Shutting down: other nodes' sockets of our objects get 1012; the sockets of
         our clients (if the server has not closed them already) 1001, as on one process."""

@@ -172,10 +172,24 @@ class Transport:
         """Where NATS reports that a call of ours found nobody listening."""
         return f"{self.inbox}.r.{call}"
 
-    async def connect(self, handler: Callable[[Frame, str], None]) -> None:
-        """Connect and start listening; TransportError if NATS cannot be reached."""
+    async def connect(
+        self,
+        handler: Callable[[Frame, str], None],
+        on_disconnect: Callable[[], None] | None = None,
+    ) -> None:
+        """Connect and start listening; TransportError if NATS cannot be reached.
+
+        ``on_disconnect()`` is called when an established connection drops: NATS
+        reconnects by itself, but what was in flight may be lost.
+        """
 
         failures: list[BaseException] = []
+
+        async def on_disconnected() -> None:
+            if self._nc is not None and not self._nc.is_closed:
+                logger.warning("NATS %s: disconnected, reconnecting", self.url)
+                if on_disconnect is not None:
+                    on_disconnect()
 
         async def on_error(exc: Exception) -> None:
             if self._nc is None:
@@ -194,6 +208,7 @@ class Transport:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     error_cb=on_error,
+                    disconnected_cb=on_disconnected,
                     pending_size=64 * 1024 * 1024,
                 ),
                 CONNECT_DEADLINE,

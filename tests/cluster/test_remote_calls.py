@@ -348,3 +348,20 @@ async def test_an_owner_that_loses_its_object_closes_its_sockets_everywhere_with
                 await ws.receive()
             assert closed.value.code == 1012
         assert not b.system.is_live(*key)
+
+
+async def test_when_nats_drops_a_node_its_bridged_sockets_get_1012() -> None:
+    own = NatsEngine.start()  # a NATS server of this test's own, stopped mid-test
+    try:
+        async with cluster(own.url, ["a8", "b8"]) as (table, (a, b)):
+            await b.system.namespace("counters").get_by_name("s").increment()
+            response = await a.system.namespace("counters").get_by_name("s").fetch("/ws")
+            assert response.websocket is not None
+            await response.websocket.send("tags")
+            assert await response.websocket.receive() == "all"
+            own.stop()
+            with pytest.raises(WebSocketClosed) as closed:
+                await response.websocket.receive()
+            assert closed.value.code == 1012
+    finally:
+        own.stop()
