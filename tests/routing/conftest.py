@@ -7,6 +7,17 @@ import pytest
 
 MakeRoutes = Callable[[Iterable[str]], Path]
 
+#: The route files of the table at the top of docs/routes.md.
+DOCS_ROUTES = [
+    "index.py",
+    "about.py",
+    "api/rooms/index.py",
+    "api/rooms/[id]/[...rest].py",
+    "blog/[[page]].py",
+    "(admin)/users.py",
+    "_helpers.py",
+]
+
 
 @pytest.fixture
 def make_routes(tmp_path: Path) -> MakeRoutes:

@@ -7,17 +7,7 @@ import pytest
 from kitpy.errors import SiteError
 from kitpy.routing import RouteSpec, discover_routes
 
-from .conftest import MakeRoutes
-
-DESIGN_SITE = [
-    "index.py",
-    "about.py",
-    "api/rooms/index.py",
-    "api/rooms/[id]/[...rest].py",
-    "blog/[[page]].py",
-    "(admin)/users.py",
-    "_helpers.py",
-]
+from .conftest import DOCS_ROUTES, MakeRoutes
 
 
 def _ids(routes: list[RouteSpec]) -> dict[str, str]:
@@ -25,7 +15,7 @@ def _ids(routes: list[RouteSpec]) -> dict[str, str]:
 
 
 def test_design_site(make_routes: MakeRoutes) -> None:
-    routes = discover_routes(make_routes(DESIGN_SITE))
+    routes = discover_routes(make_routes(DOCS_ROUTES))
     assert _ids(routes) == {
         "/": "/",
         "/about": "/about",

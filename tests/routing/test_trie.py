@@ -11,20 +11,11 @@ from kitpy.routing import RouteMatch, RouteSpec, RouteTable, build_table
 from kitpy.routing.segments import Param, ParamKind, encode_static
 from kitpy.routing.trie import decode_path, split_path
 
-from .conftest import MakeRoutes
+from .conftest import DOCS_ROUTES, MakeRoutes
 
 Matchers = Mapping[str, Callable[[str], bool]]
 
-DESIGN_SITE = [
-    "index.py",
-    "about.py",
-    "api/rooms/index.py",
-    "api/rooms/[id]/[...rest].py",
-    "blog/[[page]].py",
-    "(admin)/users.py",
-    "_helpers.py",
-    "files/[...path]/edit.py",
-]
+SITE = [*DOCS_ROUTES, "files/[...path]/edit.py"]
 
 
 def _match(table: RouteTable, path: str) -> tuple[str, dict[str, str]] | None:
@@ -80,7 +71,7 @@ def _match(table: RouteTable, path: str) -> tuple[str, dict[str, str]] | None:
     ],
 )
 def test_design_site(make_routes: MakeRoutes, path: str, expected: object) -> None:
-    assert _match(build_table(make_routes(DESIGN_SITE)), path) == expected
+    assert _match(build_table(make_routes(SITE)), path) == expected
 
 
 # (files, path, route id or None, params)
