@@ -7,12 +7,14 @@ real network clients on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,6 +70,65 @@ def run_kitpy(
         env=kitpy_env(),
         cwd=cwd,
     )
+
+
+class KitpyProcess:
+    """``python -m kitpy ARGS`` with its merged output read line by line in a thread
+    (a pipe, drained as it fills: for servers that print little)."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ, NO_COLOR="1", PYTHONUNBUFFERED="1")
+        env.pop("FORCE_COLOR", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kitpy", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.output: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
+        """The first output line matching ``pattern`` (fails after ``timeout`` s or at EOF)."""
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern.pattern!r} in:\n{''.join(self.output)}")
+            if line is None:
+                pytest.fail(f"kitpy exited before printing {pattern.pattern!r}:\n{self.text}")
+            found = pattern.search(line)
+            if found:
+                return found
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+        pid = self.process.pid
+        if self.process.poll() is None:
+            os.kill(pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                self.process.wait(timeout)
+        self._reader.join(timeout)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return self.process.returncode
 
 
 class Server:

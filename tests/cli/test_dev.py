@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import socket
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from acceptance.kit import ECHO_ROUTE
+from acceptance.kit import ECHO_ROUTE, KitpyProcess
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -44,53 +43,17 @@ def get(event)
 """
 
 
-class DevServer:
+class DevServer(KitpyProcess):
     """``python -m kitpy dev SITE --port 0``, its output read line by line in a thread."""
 
     def __init__(self, site: Path) -> None:
-        env = dict(os.environ, NO_COLOR="1", PYTHONUNBUFFERED="1")
-        env.pop("FORCE_COLOR", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kitpy", "dev", str(site), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.output: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__("dev", str(site), "--port", "0")
         try:
-            self.port = int(self.wait_for(URL).group(1))
+            self.port = int(self.wait_for(URL, START_TIMEOUT).group(1))
         except BaseException:
             self.stop()
             raise
         self.url = f"http://127.0.0.1:{self.port}"
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            self._lines.put(line)
-        self._lines.put(None)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
-
-    def wait_for(self, pattern: re.Pattern[str]) -> re.Match[str]:
-        deadline = time.monotonic() + START_TIMEOUT
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                pytest.fail(f"kitpy dev exited early:\n{self.text}")
-            if found := pattern.search(line):
-                return found
-        pytest.fail(f"kitpy dev printed no {pattern.pattern!r}:\n{self.text}")
 
     def poll(self, path: str, accept: Callable[[httpx.Response], bool]) -> httpx.Response:
         """GET ``path`` until ``accept(response)`` (bounded by RELOAD_TIMEOUT)."""
@@ -108,20 +71,6 @@ class DevServer:
             time.sleep(0.05)
         shown = last if isinstance(last, str) else f"{last.status_code} {last.text[:500]}"
         pytest.fail(f"GET {path}: never accepted; last: {shown}\noutput:\n{self.text}")
-
-    def stop(self) -> int | None:
-        """SIGTERM the supervisor (SIGKILL if it hangs); its exit code."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(STOP_TIMEOUT)
-        self._reader.join(STOP_TIMEOUT)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return self.process.returncode
 
 
 @pytest.fixture
