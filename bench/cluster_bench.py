@@ -445,7 +445,8 @@ def render(result: dict[str, Any]) -> str:
         "# kitpy cluster benchmarks",
         "",
         f"kitpy {meta['commit']}, {meta['machine']}, {meta['cpus']} CPUs, "
-        f"{meta['rounds']} rounds; spread = (max - min) / median of the rounds.",
+        f"{meta['rounds']} rounds; spread = (max - min) / median of the rounds; "
+        f"load average {meta['loadavg_before']:.1f} before, {meta['loadavg_after']:.1f} after.",
         "",
     ]
     if "latency" in result:
@@ -525,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "rounds": rounds,
             "smoke": args.smoke,
+            "loadavg_before": os.getloadavg()[0],
         }
     }
     folder = Path(tempfile.mkdtemp(prefix="kitpy-cluster-bench-"))
@@ -548,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engines.close()
         shutil.rmtree(folder, ignore_errors=True)
+    result["meta"]["loadavg_after"] = os.getloadavg()[0]
     text = render(result)
     print(text)
     if args.out is not None:
