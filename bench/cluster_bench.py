@@ -9,10 +9,10 @@ between rounds shows the machine's noise beside the figure:
 - ``latency``: RPC (``await stub.hit()``) and ``stub.fetch`` to an object owned by
   this node (local) and by another node (remote, over NATS): p50 and p99 of
   sequential calls timed inside the calling node (no HTTP client in the figure).
-- ``writes``: durable writes per second on PostgreSQL through kitpy's storage engine
-  with 64 objects writing at once (group commit: one transaction per batch), beside
-  one writer (one commit per write through the same engine) and beside a bare psycopg
-  loop committing each write.
+- ``writes``: acknowledged durable writes per second on PostgreSQL: kitpy's storage
+  engine with 100 writers (group commit: one transaction per batch) beside a bare
+  psycopg loop committing each write; and the whole path through durable objects
+  (an RPC that writes, its reply after the commit), 64 objects at once beside one.
 - ``broadcast``: one message from an object to 300 sockets, the sockets spread over
   3 nodes (the object on one of them), beside the same on one process; time until
   the last socket has it.
@@ -264,17 +264,58 @@ def writes(engines: Engines, rounds: int, seconds: float) -> dict[str, Any]:
     grouped: list[float] = []
     single: list[float] = []
     bare: list[float] = []
+    engine: list[float] = []
+    per_commit: list[float] = []
     for _ in range(rounds):
         url = f"{node.url}/measure?kind=write&seconds={seconds}"
         grouped.append(get_json(f"{url}&objects=64")["per_second"])
         single.append(get_json(f"{url}&objects=1")["per_second"])
         bare.append(bare_commits(engines.database, seconds))
+        rate, batch = asyncio.run(_engine_writes(engines.database, 100, seconds))
+        engine.append(rate)
+        per_commit.append(batch)
     return {
-        "group_commit_64_writers": spread(grouped),
-        "one_writer_through_kitpy": spread(single),
+        "engine_100_writers": spread(engine),
+        "engine_writes_per_commit": statistics.median(per_commit),
+        "objects_64_writers": spread(grouped),
+        "objects_1_writer": spread(single),
         "bare_psycopg_commit_per_write": spread(bare),
-        "ratio_group_vs_commit_per_write": statistics.median(grouped) / statistics.median(bare),
+        "ratio_engine_vs_commit_per_write": statistics.median(engine) / statistics.median(bare),
+        "ratio_objects_64_vs_1": statistics.median(grouped) / statistics.median(single),
     }
+
+
+async def _engine_writes(database: str, writers: int, seconds: float) -> tuple[float, float]:
+    """kitpy's storage engine on PostgreSQL alone (no objects, no RPC, no fencing):
+    ``writers`` tasks each awaiting ``put`` in a loop; also the writes per commit."""
+    import anyio
+
+    from kitpy.storage.postgres import PostgresBackend
+
+    backend = PostgresBackend(database)
+    views = [backend.storage("engine-bench", f"o{index}") for index in range(writers)]
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def writer(index: int) -> None:
+        nonlocal done
+        step = 0
+        while time.perf_counter() < deadline:
+            await views[index].put(f"k{step % 16}", step)
+            done += 1
+            step += 1
+
+    await views[0].put("warm-up", 0)
+    commits = backend.commits
+    started = time.perf_counter()
+    try:
+        async with anyio.create_task_group() as group:
+            for index in range(writers):
+                group.start_soon(writer, index)
+    finally:
+        total = backend.commits - commits
+        await backend.aclose()
+    return done / (time.perf_counter() - started), done / max(total, 1)
 
 
 def bare_commits(database: str, seconds: float) -> float:
@@ -464,13 +505,17 @@ def render(result: dict[str, Any]) -> str:
         w = result["writes"]
         lines += ["| durable writes on PostgreSQL | per s (median) | spread |", "|---|---|---|"]
         for key in (
-            "group_commit_64_writers",
-            "one_writer_through_kitpy",
+            "engine_100_writers",
             "bare_psycopg_commit_per_write",
+            "objects_64_writers",
+            "objects_1_writer",
         ):
             lines.append(f"| {key} | {w[key]['median']:.0f} | {w[key]['spread']:.0%} |")
         lines += [
-            f"\ngroup commit / one commit per write: {w['ratio_group_vs_commit_per_write']:.1f}x",
+            "",
+            f"group commit (engine, {w['engine_writes_per_commit']:.0f} writes per commit) / "
+            f"one commit per write: {w['ratio_engine_vs_commit_per_write']:.1f}x; "
+            f"through objects, 64 writers / 1: {w['ratio_objects_64_vs_1']:.1f}x",
             "",
         ]
     if "broadcast" in result:

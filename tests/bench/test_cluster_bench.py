@@ -40,8 +40,9 @@ def test_cluster_bench_smoke_gives_every_figure(tmp_path: Path) -> None:
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["calls"] > 0, (key, row)
     writes = result["writes"]
     for key in (
-        "group_commit_64_writers",
-        "one_writer_through_kitpy",
+        "engine_100_writers",
+        "objects_64_writers",
+        "objects_1_writer",
         "bare_psycopg_commit_per_write",
     ):
         assert writes[key]["median"] > 0, (key, writes[key])
