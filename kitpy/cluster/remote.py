@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import weakref
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -410,8 +411,11 @@ class RemoteObjects:
             response.websocket = call.websocket
             if answer.meta.get("more"):
                 response.body = None
-                response.stream = self._response_body(number, node, answer.body, inbound)
-                done = True  # the stream forgets the call when it ends
+                stream = self._response_body(number, node, answer.body, inbound)
+                # The stream forgets the call when it ends, or when it is dropped unread.
+                weakref.finalize(stream, self._calls.pop, number, None)
+                response.stream = stream
+                done = True
             else:
                 response.body = answer.body
             return response

@@ -7,6 +7,7 @@ is tested with real ``kitpy serve`` processes in test_cluster_routing.py).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -149,6 +150,13 @@ async def test_fetch_streams_bodies_larger_than_a_chunk_both_ways(
                 break
             await _tick()
         assert not b.remote._served
+
+        # a streamed response dropped unread does not leave its call behind
+        dropped = await stub.fetch("/down", headers={"x-reply-size": "300000"})
+        assert dropped.stream is not None and a.remote._calls
+        del dropped
+        gc.collect()
+        assert not a.remote._calls
 
         # a response body of bytes larger than a chunk streams as well
         whole = await stub.fetch("/bytes")
