@@ -133,9 +133,11 @@ async def test_an_alarm_may_set_the_next_one(run_objects: RunObjects, until: Unt
 
 async def test_delete_alarm_disarms_it(run_objects: RunObjects) -> None:
     async with run_objects({"timers": Timer}) as system:
-        await timer(system).fetch("/in?s=0.05")
+        # Due in 0.5 s: time enough for the delete to land first, also on a cluster node.
+        await timer(system).fetch("/in?s=0.5")
         assert (await timer(system).fetch("/delete")).body == b"none"
-        await anyio.sleep(0.15)
+        assert system.scheduled_alarm(timer(system).id) is None
+        await anyio.sleep(0.7)
         assert FIRED == []
 
 

@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import psycopg
 import pytest
-from engines import PostgresEngine
 
-from kitpy.cluster.schema import migrate
 from kitpy.storage import MemoryBackend, SqliteBackend
 from kitpy.storage.driver import Driver
 from kitpy.storage.postgres import PostgresBackend
@@ -36,23 +33,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def db_path(tmp_path: Path) -> Path:
     """Where the runtime puts a site's database: ``<site>/.kitpy/storage.sqlite3``."""
     return tmp_path / "site" / ".kitpy" / "storage.sqlite3"
-
-
-@pytest.fixture(scope="session")
-def postgres_storage(postgres_server: PostgresEngine) -> str:
-    """One database with the cluster schema for the storage tests (emptied per test)."""
-    url = postgres_server.create_database()
-    with psycopg.connect(url) as conn:
-        migrate(conn)
-    return url
-
-
-@pytest.fixture
-def postgres_url(postgres_storage: str) -> Iterator[str]:
-    """The storage tests' database, empty."""
-    with psycopg.connect(postgres_storage, autocommit=True) as conn:
-        conn.execute("TRUNCATE kitpy_kv, kitpy_alarms, kitpy_objects")
-    yield postgres_storage
 
 
 @pytest.fixture(params=list(BACKENDS))
