@@ -61,6 +61,7 @@ async def run_node(
     remote.attach(system)
     await transport.connect(remote.on_frame, remote.disconnected)  # TransportError
     try:
+        await remote.greet()  # before serving: no call to this run can be mistaken
         async with system.run(), remote:
             yield system
     finally:

@@ -235,6 +235,18 @@ class RemoteObjects:
                 if served.out is not None:
                     served.out.break_(f"node {node} went away")
 
+    async def greet(self) -> None:
+        """Tell every live node that this one (re)started (see Kind.HELLO)."""
+        try:
+            nodes = await self.placement.live_nodes()
+        except Exception as exc:
+            logger.warning("could not list the live nodes to greet them: %s", exc)
+            return
+        hello = encode_frame(Kind.HELLO, 0, {"f": self.node})
+        for node in nodes:
+            if node != self.node:
+                await self._send_quietly(node, hello)
+
     def released(self, namespace: str, object_id: str) -> None:
         """The object system evicted an idle instance: its lease may go."""
         self.placement.release_local(namespace, object_id)
@@ -496,6 +508,10 @@ class RemoteObjects:
             raise ValueError("no sender node in the frame")
         if kind is Kind.SOCKETS:
             self.sockets.receive(sender, frame)
+        elif kind is Kind.HELLO:
+            # The sender (re)started, maybe before its old lease ran out: its earlier
+            # run's calls and sockets are gone, as if that run had been declared dead.
+            self._node_dead(sender)
         elif kind in (Kind.FETCH, Kind.CALL, Kind.ALARM):
             namespace, object_id = frame.meta.get("ns"), frame.meta.get("id")
             if not (isinstance(namespace, str) and isinstance(object_id, str)):

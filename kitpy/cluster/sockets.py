@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import struct
 from collections.abc import Callable, Iterator
 
@@ -315,7 +316,8 @@ class Sockets:
         self.outbox = outbox
         self._owned: dict[tuple[str, int], _Bridge] = {}  # we own the object
         self._front: dict[tuple[str, int], _Bridge] = {}  # we hold the client
-        self._next = 0
+        # Socket ids start at random: a restarted node never reuses its last run's.
+        self._next = secrets.randbits(40) << 16
 
     def own(self, end: WebSocket, front: str) -> int:
         """Bridge the client end of an object's pair to ``front``; its socket id."""

@@ -73,6 +73,7 @@ class Kind(IntEnum):
     CANCEL = 9  # the other side gave up on this call's stream
     SOCKETS = 10  # WebSocket frames for bridged sockets, coalesced (remote.py)
     NO_RESPONDERS = 11  # not on the wire: NATS said nobody listens on the call's target
+    HELLO = 12  # a node (re)started: whatever others hold of its earlier run is stale
 
 
 class FrameError(ValueError):

@@ -38,6 +38,7 @@ class Table:
         self.owners: dict[tuple[str, str], str] = {}
         self.default = default
         self.locates = 0
+        self.nodes: list[str] = []  # started, in order
 
 
 class FakePlacement:
@@ -64,7 +65,7 @@ class FakePlacement:
         self.lost.append(callback)
 
     async def live_nodes(self) -> dict[str, str]:
-        return {}
+        return {name: f"inbox-of-{name}" for name in self.table.nodes}
 
     def on_node_dead(self, callback: Callable[[str], None]) -> None:
         self.dead.append(callback)
@@ -99,6 +100,7 @@ async def cluster(
     async with AsyncExitStack() as stack:
         for name in reversed(names):
             placement = FakePlacement(table, name)
+            table.nodes.append(name)
             transport = Transport(url, "kitpy.test-" + "-".join(names), name)
             system = await stack.enter_async_context(
                 run_node(

@@ -26,6 +26,7 @@ from kitpy.cluster.remote import OwnerGone
 from kitpy.cluster.transport import CHUNK_SIZE, Transport
 from kitpy.errors import HTTPError
 from kitpy.http.websocket import WebSocket, WebSocketClosed
+from kitpy.storage import MemoryBackend
 
 pytestmark = pytest.mark.anyio
 
@@ -373,3 +374,29 @@ async def test_when_nats_drops_a_node_its_bridged_sockets_get_1012() -> None:
             assert closed.value.code == 1012
     finally:
         own.stop()
+
+
+async def test_a_node_that_restarts_under_its_name_ends_what_others_held_of_it(
+    nats_server: NatsEngine,
+) -> None:
+    from kitpy.cluster.node import run_node
+
+    async with cluster(nats_server.url, ["a9", "b9"]) as (table, (a, b)):
+        await b.system.namespace("counters").get_by_name("r").increment()
+        response = await a.system.namespace("counters").get_by_name("r").fetch("/ws")
+        assert response.websocket is not None
+        # b9 "restarts" (a second run under the same name, as after a quick SIGKILL and
+        # restart, before its lease ran out): it greets the live nodes
+        again = run_node(
+            bindings={"counters": Counter},
+            env=None,
+            backend=MemoryBackend(),
+            placement=fake_cluster.FakePlacement(table, "b9"),
+            transport=Transport(nats_server.url, a.transport.prefix, "b9"),
+            lease_ttl=1.0,
+            idle_timeout=30.0,
+        )
+        async with again:
+            with pytest.raises(WebSocketClosed) as closed:
+                await response.websocket.receive()
+            assert closed.value.code == 1012
