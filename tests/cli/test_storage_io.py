@@ -128,7 +128,7 @@ def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, cluster_db: str) -> N
     with psycopg.connect(cluster_db, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO kitpy_nodes (name, inbox, expires_at) "
-            "VALUES ('web-1', 'x', now() + interval '1 minute')"
+            "VALUES ('web-1', 'x', now() + interval '1 hour')"
         )
     refused = kitpy("storage", "import", str(cluster), "--replace", str(dump))
     assert refused.returncode == 1
@@ -187,7 +187,7 @@ def test_cluster_status_lists_nodes_heartbeats_and_objects(tmp_path: Path, clust
         migrate(conn)
         conn.execute(
             "INSERT INTO kitpy_nodes (name, inbox, heartbeat_at, expires_at) VALUES "
-            "('web-1', 'i1', now(), now() + interval '3 seconds'), "
+            "('web-1', 'i1', now(), now() + interval '1 hour'), "
             "('web-2', 'i2', now() - interval '60 seconds', now() - interval '57 seconds')"
         )
         conn.execute(
