@@ -450,9 +450,10 @@ class ObjectSystem:
         A response-shaped dict is converted with the endpoint rules
         (:func:`kitpy.http.results.to_response`).
         """
-        router = self._routes(object_id.namespace, str(object_id), routed)
-        if router is not None:
-            return await router.fetch(object_id, request)
+        if self._router is not None and routed:  # a cluster node; one process skips this
+            router = self._routes(object_id.namespace, str(object_id), routed)
+            if router is not None:
+                return await router.fetch(object_id, request)
         where = f"{self.object_class(object_id.namespace).__qualname__}.fetch()"
 
         async def handler(instance: DurableObject) -> Response:
@@ -478,9 +479,10 @@ class ObjectSystem:
         raising, a result that cannot cross -- is encoded in the outcome, not raised;
         the object's log has the traceback of an unexpected exception.
         """
-        router = self._routes(object_id.namespace, str(object_id), routed)
-        if router is not None:
-            return await router.call(object_id, payload)
+        if self._router is not None and routed:  # a cluster node; one process skips this
+            router = self._routes(object_id.namespace, str(object_id), routed)
+            if router is not None:
+                return await router.call(object_id, payload)
         cls = self.object_class(object_id.namespace)
         try:
             name, args, kwargs = rpc.decode_call(payload)
