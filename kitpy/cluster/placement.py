@@ -288,7 +288,12 @@ class PostgresPlacement:
     async def _claim(self, key: _Key) -> Local | Remote:
         params = {"ns": key[0], "id": key[1], "node": self.node}
         for _ in range(5):
-            rows = await self._query(_CLAIM, params, claim=True)
+            with anyio.move_on_after(self.lease_ttl) as bounded:  # a database that hangs
+                rows = await self._query(_CLAIM, params, claim=True)
+            if bounded.cancelled_caught:
+                raise StorageError(
+                    f"{self._label}: claiming {key[0]}/{key[1]} took over {self.lease_ttl:g} s"
+                )
             if rows:
                 owner, epoch, inbox = rows[0]
                 if inbox is None:
@@ -340,29 +345,34 @@ class PostgresPlacement:
     async def _heartbeats(self) -> None:
         while True:
             next_beat = time.monotonic() + self.interval
-            sent = time.monotonic()
-            renewed: bool | None = None
-            # A heartbeat may not hang past the deadline, but gets at least an interval.
-            with anyio.move_on_after(max(self._deadline - sent, self.interval)):
-                try:
-                    renewed = bool(
-                        await self._query(_BEAT, {"node": self.node, "ttl": self.lease_ttl})
-                    )
-                except StorageError as exc:
-                    logger.warning("%s: heartbeat failed: %s", self._label, exc)
-            if renewed:
-                self._deadline = sent + self.lease_ttl - self.margin
-            if renewed is False or time.monotonic() >= self._deadline:
-                # Past the deadline, or the lease was found expired: other nodes may own
-                # our objects now. Drop them all; they are claimed again when used.
-                self._lose_all()
-                if renewed is False:
-                    try:
-                        await self._register()
-                    except StorageError as exc:
-                        logger.warning("%s: cannot register again: %s", self._label, exc)
-            await self._watch_nodes()
+            try:
+                await self._beat()
+            except Exception:  # never let the heartbeats die: the node would go silent
+                logger.exception("%s: heartbeat of node %s failed", self._label, self.node)
             await anyio.sleep(max(next_beat - time.monotonic(), 0.0))
+
+    async def _beat(self) -> None:
+        sent = time.monotonic()
+        renewed: bool | None = None
+        # A heartbeat may not hang past the deadline, but gets at least an interval.
+        with anyio.move_on_after(max(self._deadline - sent, self.interval)):
+            try:
+                renewed = bool(await self._query(_BEAT, {"node": self.node, "ttl": self.lease_ttl}))
+            except StorageError as exc:
+                logger.warning("%s: heartbeat failed: %s", self._label, exc)
+        if renewed:
+            self._deadline = sent + self.lease_ttl - self.margin
+        if renewed is False or time.monotonic() >= self._deadline:
+            # Past the deadline, or the lease was found expired: other nodes may own
+            # our objects now. Drop them all; they are claimed again when used.
+            self._lose_all()
+            if renewed is False:
+                try:
+                    await self._register()
+                except StorageError as exc:
+                    logger.warning("%s: cannot register again: %s", self._label, exc)
+        with anyio.move_on_after(self.interval):  # a database that hangs stops no beat
+            await self._watch_nodes()
 
     def _lose_all(self) -> None:
         lost = list(self._held)
