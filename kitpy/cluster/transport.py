@@ -20,6 +20,7 @@ their meaning.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -135,6 +136,7 @@ def site_prefix(postgres_url: str) -> str:
     return "kitpy." + hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4096)
 def subject_token(node: str) -> str:
     """``node`` as one token of a NATS subject (which has no '.', '*', '>' or spaces).
 
