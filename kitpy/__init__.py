@@ -36,6 +36,7 @@ from kitpy.objects.namespace import Namespace as Namespace
 from kitpy.objects.namespace import Stub as Stub
 from kitpy.objects.state import DurableObjectState as DurableObjectState
 from kitpy.runtime.cors import cors as cors
+from kitpy.runtime.dispatch import on_loop as on_loop
 from kitpy.runtime.event import Env as Env
 from kitpy.runtime.event import Platform as Platform
 from kitpy.runtime.event import RequestEvent as RequestEvent
@@ -78,6 +79,7 @@ __all__ = (
     "html",
     "json",
     "json_response",
+    "on_loop",
     "redirect",
     "sequence",
     "text",

@@ -8,7 +8,8 @@
   when ``get`` exists, and OPTIONS (always answered); OPTIONS with no handler is a 204
   with that ``Allow``.
 - A plain ``def`` runs in a worker thread (``anyio.to_thread``) so it cannot block the
-  event loop; an ``async def`` runs on the loop.
+  event loop; an ``async def`` runs on the loop, and so does a plain ``def`` marked
+  with :func:`on_loop` (for quick handlers that never block: no thread hop).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -28,13 +29,35 @@ from kitpy.http.response import Response
 from kitpy.http.results import to_response
 from kitpy.runtime.event import RequestEvent
 
-__all__ = ("HANDLER_NAMES", "Endpoint", "dispatch", "endpoint_from_module")
+__all__ = ("HANDLER_NAMES", "Endpoint", "dispatch", "endpoint_from_module", "on_loop")
 
 #: Handler names in the order ``Allow`` lists their methods.
 HANDLER_NAMES = ("get", "post", "put", "patch", "delete", "options")
 _ALL_NAMES = (*HANDLER_NAMES, "fallback")
 
 logger = logging.getLogger("kitpy")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_ON_LOOP = "__kitpy_on_loop__"
+
+
+def on_loop(function: _F) -> _F:
+    """Run this plain ``def`` handler on the event loop instead of a worker thread.
+
+    For handlers that only compute (no file, network or database call, no sleep):
+    they skip the hop to a thread and back, which costs about as much as a small
+    request itself. A handler that blocks here stalls every request of the server
+    while it runs, and ``handler_timeout`` cannot interrupt it. The function is
+    returned unchanged, only marked::
+
+        @on_loop
+        def get(event):
+            return {"body": "Hello"}
+    """
+    if inspect.iscoroutinefunction(function):
+        raise TypeError(f"on_loop is for plain def handlers; {function.__name__} is async def")
+    setattr(function, _ON_LOOP, True)
+    return function
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,8 @@ async def _call(
 async def _run(handler: Callable[..., Any], event: RequestEvent, *, abandon: bool) -> Any:
     if inspect.iscoroutinefunction(handler):
         result = await handler(event)
+    elif getattr(handler, _ON_LOOP, False):
+        result = handler(event)
     else:
         # abandon_on_cancel: with a timeout, stop waiting for a stuck thread.
         result = await anyio.to_thread.run_sync(handler, event, abandon_on_cancel=abandon)

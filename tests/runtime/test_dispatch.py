@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from .conftest import ClientFactory
 
 HANDLERS = """
 import threading
+
+import pytest
 
 async def get(event):
     return {"body": "got"}
@@ -186,3 +190,41 @@ def test_plain_def_reads_the_body_through_from_thread(client_for: ClientFactory)
         }
     )
     assert client.post("/x", json={"a": 1}).json() == {"got": {"a": 1}}
+
+
+def test_on_loop_runs_a_plain_def_on_the_event_loop(client_for: ClientFactory) -> None:
+    client = client_for(
+        {
+            "routes/x.py": """
+            import asyncio
+            import threading
+
+            from kitpy import on_loop
+
+            @on_loop
+            def get(event):
+                asyncio.get_running_loop()  # raises RuntimeError off the loop
+                return {"body": threading.current_thread().name}
+
+            def post(event):
+                try:
+                    asyncio.get_running_loop()
+                except RuntimeError:
+                    return {"body": "thread"}
+                return {"body": "loop"}
+            """
+        }
+    )
+    on_loop_thread = client.get("/x")
+    assert on_loop_thread.status_code == 200
+    assert client.post("/x").text == "thread"  # unmarked: still a worker thread
+
+
+def test_on_loop_refuses_an_async_def() -> None:
+    from kitpy import on_loop
+
+    async def get(event: object) -> dict[str, str]:
+        return {}
+
+    with pytest.raises(TypeError, match="plain def"):
+        on_loop(get)
