@@ -44,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
 FORBIDDEN_EXTERNAL: dict[str, set[str]] = {
     "protocol": {"anyio", "trio", "asyncio", "socket"},
     "routing": {"anyio", "trio", "asyncio", "socket"},
-    "http": {"socket", "h11", "wsproto"},
+    "http": {"socket", "h11", "wsproto", "httptools"},
 }
 
 

@@ -33,7 +33,7 @@ from kitpy.http.request import Request
 from kitpy.http.response import Response
 from kitpy.http.url import URL
 from kitpy.protocol.events import NEED_DATA, BodyData, BodyEnd, ProtocolError, RequestHead
-from kitpy.protocol.http11 import Framing, HTTP11Protocol, error_response
+from kitpy.protocol.http11 import Framing, HTTP11Protocol, best_reader, error_response
 from kitpy.protocol.limits import DEFAULT_LIMITS, Limits
 from kitpy.protocol.websocket import FrameCache, accept_upgrade, origin_allowed, upgrade_problem
 from kitpy.server.accesslog import format_line
@@ -60,6 +60,8 @@ _STREAM_ERRORS = (
     OSError,
 )
 _TEXT = "text/plain; charset=utf-8"
+#: The request-head reader: httptools' C parser with ``kitpy[fast]``, else the plain one.
+HEAD_READER = best_reader()
 
 
 class ConnectionState(Enum):
@@ -129,7 +131,7 @@ class _Connection:
         except RuntimeError:  # Trio
             self.loop = None
         self.protocol = HTTP11Protocol(
-            limits, anyio.current_time if self.loop is None else self.loop.time
+            limits, anyio.current_time if self.loop is None else self.loop.time, fast=HEAD_READER
         )
         #: asyncio: the head-deadline timer (see the module docstring), and whether the
         #: connection is waiting for a request head.

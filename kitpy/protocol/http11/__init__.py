@@ -3,6 +3,7 @@
 - :mod:`.connection`: :class:`HTTP11Protocol`, the orchestration of one connection
   (request cycles, limits, deadlines, keep-alive);
 - :mod:`.plain`: the fast reader of plain request heads;
+- :mod:`.native`: the same reader on httptools, the C parser (``kitpy[fast]``);
 - :mod:`.reference`: the h11 path every other request takes, with kitpy's extra
   rules around it;
 - :mod:`.writer`: response heads and body framing.
@@ -11,15 +12,22 @@
 from __future__ import annotations
 
 from kitpy.protocol.head import SERVER_HEADER, date_header, status_line
-from kitpy.protocol.http11.connection import DRAIN_LIMIT, HTTP11Protocol
+from kitpy.protocol.http11.connection import (
+    DRAIN_LIMIT,
+    FAST_READERS,
+    HTTP11Protocol,
+    best_reader,
+)
 from kitpy.protocol.http11.writer import CONTINUE_RESPONSE, Framing, error_response
 
 __all__ = (
     "CONTINUE_RESPONSE",
     "DRAIN_LIMIT",
+    "FAST_READERS",
     "SERVER_HEADER",
     "Framing",
     "HTTP11Protocol",
+    "best_reader",
     "date_header",
     "error_response",
     "status_line",

@@ -13,8 +13,10 @@ chunks, then :class:`BodyEnd`. It answers with :meth:`~HTTP11Protocol.encode_res
 pipelined) request.
 
 Two strategies read a request. With ``fast=True`` (the default) a plain head is
-parsed by :mod:`~kitpy.protocol.http11.plain`; everything else, and every request
-with ``fast=False``, goes to the h11 reference path
+parsed by :mod:`~kitpy.protocol.http11.plain`, with ``fast="httptools"`` by the C
+parser of :mod:`~kitpy.protocol.http11.native` (``kitpy[fast]``; short heads still
+by the plain reader, faster there); everything else,
+and every request with ``fast=False``, goes to the h11 reference path
 (:mod:`~kitpy.protocol.http11.reference`) for that request cycle. The plain reader
 is only ever stricter than h11 in deciding *whether* to take a request, never
 different in what it makes of one. A cycle parsed by h11 passes the bytes it
@@ -39,6 +41,7 @@ Two house rules:
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -54,7 +57,7 @@ from kitpy.protocol.events import (
     ProtocolError,
     RequestHead,
 )
-from kitpy.protocol.http11.plain import parse_plain_head
+from kitpy.protocol.http11.plain import PlainHead, parse_plain_head
 from kitpy.protocol.http11.reference import (
     BAD_CHUNKS,
     INCOMPLETE_BODY,
@@ -67,10 +70,37 @@ from kitpy.protocol.http11.writer import CONTINUE_RESPONSE, Framing, ResponseWri
 from kitpy.protocol.limits import Limits
 from kitpy.types import Clock
 
-__all__ = ("DRAIN_LIMIT", "HTTP11Protocol")
+__all__ = ("DRAIN_LIMIT", "FAST_READERS", "HTTP11Protocol", "best_reader")
+
+#: What ``fast=`` takes besides True (the plain reader) and False (h11 only).
+FAST_READERS = ("plain", "httptools")
 
 #: Unread request body the server may read and discard to keep a connection alive.
 DRAIN_LIMIT = 64 * 1024
+
+HeadReader = Callable[[bytes, int], PlainHead | None]
+
+
+def best_reader() -> str:
+    """The fastest head reader installed here: ``"httptools"`` with ``kitpy[fast]``."""
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "plain"
+
+
+def _reader(fast: bool | str) -> HeadReader | None:
+    if fast is False:
+        return None
+    if fast is True or fast == "plain":
+        return parse_plain_head
+    if fast == "httptools":
+        try:
+            from kitpy.protocol.http11.native import read_head
+        except ImportError:
+            raise ValueError(
+                "fast='httptools' needs httptools: pip install 'kitpy[fast]'"
+            ) from None
+        return read_head
+    raise ValueError(f"fast must be True, False or one of {FAST_READERS}, got {fast!r}")
+
 
 _BODY_END = BodyEnd()
 _CONNECTION_CLOSED = ConnectionClosed()
@@ -84,8 +114,10 @@ class HTTP11Protocol:
         limits: sizes and timeouts to enforce.
         clock: a monotonic clock in seconds; :meth:`deadline` is on this clock.
         wall_clock: seconds since the epoch, for the ``Date`` header.
-        fast: parse plain request heads without h11 (False: every request through
-            h11, the reference the differential tests compare against).
+        fast: parse plain request heads without h11: True or ``"plain"`` with the
+            pure-Python reader, ``"httptools"`` with the C one (``kitpy[fast]``;
+            ValueError when it is not installed); False: every request through h11,
+            the reference the differential tests compare against.
     """
 
     __slots__ = (
@@ -114,11 +146,11 @@ class HTTP11Protocol:
         clock: Clock,
         *,
         wall_clock: Callable[[], float] = time.time,
-        fast: bool = True,
+        fast: bool | str = True,
     ) -> None:
         self._limits = limits
         self._clock = clock
-        self._fast = fast
+        self._fast = _reader(fast)
         self._writer = ResponseWriter(wall_clock)
         # None while the plain reader parses this cycle (see the module docstring).
         self._h11: h11.Connection | None = None
@@ -199,10 +231,11 @@ class HTTP11Protocol:
             buf = self._buf
             if not buf:
                 return _CONNECTION_CLOSED if self._eof else NEED_DATA
-            if self._fast:
+            read = self._fast
+            if read is not None:
                 end = buf.find(b"\r\n\r\n")
                 if end != -1:
-                    parsed = parse_plain_head(buf, end)
+                    parsed = read(buf, end)
                     if parsed is not None:
                         self._buf = buf[end + 4 :]
                         return self._plain_head(buf[: end + 4], *parsed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ("PlainHead", "parse_plain_head")
+__all__ = ("PlainHead", "parse_plain_head", "qualifies")
 
 #: Method, target, HTTP version ("1.0" or "1.1") and (lower-case name, value) pairs.
 PlainHead = tuple[bytes, bytes, str, list[tuple[bytes, bytes]]]
@@ -42,25 +42,33 @@ def parse_plain_head(buf: bytes, end: int) -> PlainHead | None:
         return None
     method, target, minor = match.groups()
     headers: list[tuple[bytes, bytes]] = []
-    hosts = 0
-    lengths = 0
     header_line = _HEADER_LINE.fullmatch
     for line in lines[1:]:
         found = header_line(line)
         if found is None:
             return None
-        name = found[1].lower()
-        value = found[2]
+        headers.append((found[1].lower(), found[2]))
+    version = _VERSIONS[minor]
+    if not qualifies(headers, version):
+        return None
+    return method, target, version, headers
+
+
+def qualifies(headers: list[tuple[bytes, bytes]], version: str) -> bool:
+    """Whether parsed (lower-case name, value) pairs stay in the plain subset.
+
+    One Host (RFC 9112 section 3.2: exactly one in HTTP/1.1, at most one in 1.0), at
+    most one Content-Length of digits, no Transfer-Encoding and no Upgrade.
+    """
+    hosts = 0
+    lengths = 0
+    for name, value in headers:
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
             lengths += 1
             if _DIGITS.fullmatch(value) is None:
-                return None
+                return False
         elif name in _SLOW_HEADERS:
-            return None
-        headers.append((name, value))
-    # RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in 1.0.
-    if hosts > 1 or lengths > 1 or (hosts == 0 and minor == b"1"):
-        return None
-    return method, target, _VERSIONS[minor], headers
+            return False
+    return hosts <= 1 and lengths <= 1 and (hosts == 1 or version == "1.0")
