@@ -51,6 +51,9 @@ RECEIVE_SIZE = 64 * 1024
 #: After a response that closes the connection, how long to read (and discard) what
 #: the client still sends, so closing does not reset the connection under it.
 LINGER_TIMEOUT = 2.0
+#: Seconds a connection accepted just before a shutdown gets to send its first request
+#: (it connected while the server still listened; closing it at once would reset it).
+FRESH_GRACE = 0.25
 LINGER_BYTES = 1024 * 1024
 
 _STREAM_ERRORS = (
@@ -154,13 +157,18 @@ class _Connection:
         self.body_deadline: float | None = None
         #: The id of the current request (``X-Request-Id``; see kitpy.server.requestid).
         self.request_id = ""
+        #: No request has started on this connection yet.
+        self.fresh = True
 
     # -- shutdown (called by the tracker, from another task) ---------------------------------
 
     def shutdown(self, close_code: int) -> None:
         self.draining = True
         self.close_code = close_code
-        if self.state is ConnectionState.IDLE:
+        if self.state is ConnectionState.IDLE and self.fresh:
+            # Its first request may be on the way: answer it (with Connection: close).
+            self.scope.deadline = min(self.scope.deadline, anyio.current_time() + FRESH_GRACE)
+        elif self.state is ConnectionState.IDLE:
             self.scope.cancel()
         elif self.driver is not None:
             self.driver.shutdown(close_code)
@@ -232,6 +240,7 @@ class _Connection:
             if not isinstance(event, RequestHead):
                 return  # the client closed between requests
             self.state = ConnectionState.BUSY
+            self.fresh = False
             if not await self._handle(event):
                 return
             protocol.start_next_cycle()

@@ -3,8 +3,10 @@
 The server keeps every live connection in a :class:`ConnectionTracker`. On SIGINT
 or SIGTERM (see :func:`watch_signals`), or when ``serve()`` is cancelled, the server
 stops accepting and calls :meth:`ConnectionTracker.begin_shutdown`: each connection
-then closes as soon as it can. An idle keep-alive connection closes at once, a
-request in flight finishes and its response says ``Connection: close``, a
+then closes as soon as it can. An idle keep-alive connection closes at once (one
+accepted just before, whose first request has not arrived yet, gets
+``connection.FRESH_GRACE`` seconds to send it and is answered), a request in flight
+finishes and its response says ``Connection: close``, a
 WebSocket gets a close frame with the shutdown code (1001 "going away" by
 default; the dev server uses 1012 "service restart") and its application end is
 closed with the same code. The server waits at most ``shutdown_timeout`` for all of

@@ -290,23 +290,41 @@ def test_which_files_reload_open_pages(tmp_path: Path, name: str, static: bool) 
     assert is_static(tmp_path, tmp_path / name) is static
 
 
+SLOW_INDEX = """import time
+
+from kitpy import text
+
+time.sleep(1.0)  # a site slow to import: the reload leaves a wide gap between workers
+
+
+def get(event):
+    return text({text!r})
+"""
+
+
+def raw_get(port: int) -> str:
+    """GET / on a new connection; the body, or the error."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=RELOAD_TIMEOUT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    except OSError as exc:
+        return f"error {exc!r}"
+    head, _, body = data.partition(b"\r\n\r\n")
+    return f"{head.split(b' ')[1].decode()} {body.decode()}" if head else "error: no answer"
+
+
 def test_no_connection_is_refused_during_a_reload(dev: DevServer, site: Path) -> None:
     """The supervisor holds the socket: a client arriving mid-reload waits, never fails."""
     dev.poll("/", has_text("version 1"))
     stop = threading.Event()
-    failures: list[str] = []
     seen: list[str] = []
 
     def hammer() -> None:
-        while not stop.is_set():
-            try:  # a new connection each time: each one has to be accepted
-                response = httpx.get(
-                    dev.url + "/", headers={"connection": "close"}, timeout=RELOAD_TIMEOUT
-                )
-            except httpx.TransportError as exc:
-                failures.append(repr(exc))
-            else:
-                seen.append(f"{response.status_code} {response.text}")
+        while not stop.is_set():  # a new connection each time: each one must be accepted
+            seen.append(raw_get(dev.port))
 
     thread = threading.Thread(target=hammer)
     thread.start()
@@ -315,16 +333,15 @@ def test_no_connection_is_refused_during_a_reload(dev: DevServer, site: Path) ->
             deadline = time.monotonic() + RELOAD_TIMEOUT
             while f"200 version {version - 1}" not in seen[-5:] and time.monotonic() < deadline:
                 time.sleep(0.05)
-            (site / "routes" / "index.py").write_text(INDEX.format(text=f"version {version}"))
+            (site / "routes" / "index.py").write_text(SLOW_INDEX.format(text=f"version {version}"))
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while "200 version 3" not in seen[-5:] and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         stop.set()
         thread.join(RELOAD_TIMEOUT)
-    assert failures == []
+    assert [entry for entry in seen if not entry.startswith("200 ")] == []
     assert "200 version 1" in seen and "200 version 3" in seen
-    assert {entry.split()[0] for entry in seen} == {"200"}
 
 
 PAGE_ROUTE = """from kitpy import html

@@ -17,6 +17,7 @@ from wsproto.events import Request as WSRequest
 from kitpy.http import Request, Response, WebSocketPair
 from kitpy.protocol import Limits
 from kitpy.server import handle_connection
+from kitpy.server.shutdown import ConnectionTracker
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -173,4 +174,49 @@ async def test_slowloris_in_memory_is_cut_at_the_header_deadline() -> None:
                     pass  # the server closed its side: the trickle was cut off
                 else:
                     raise AssertionError("the trickle was never cut off")
+    await ours.aclose()
+
+
+async def _read_response(stream: MemoryByteStream) -> bytes:
+    data = b""
+    with anyio.fail_after(10):
+        while True:
+            try:
+                data += await stream.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return data
+
+
+@pytest.mark.anyio
+async def test_a_fresh_connection_is_answered_through_a_shutdown() -> None:
+    """Accepted just before the shutdown, its request still on the way: it is answered."""
+    app = EchoApp()
+    tracker = ConnectionTracker()
+    ours, theirs = byte_pipe()
+    async with app.lifespan(), anyio.create_task_group() as tg:
+        tg.start_soon(lambda: handle_connection(app, theirs, client=None, tracker=tracker))
+        while not len(tracker):
+            await anyio.sleep(0)
+        tracker.begin_shutdown()
+        await ours.send(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n")
+        answer = await _read_response(ours)
+    await ours.aclose()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in answer.lower()
+    assert answer.endswith(b"GET /late  None")
+
+
+@pytest.mark.anyio
+async def test_an_idle_keepalive_connection_closes_at_once_on_shutdown() -> None:
+    app = EchoApp()
+    tracker = ConnectionTracker()
+    ours, theirs = byte_pipe()
+    async with app.lifespan(), anyio.create_task_group() as tg:
+        tg.start_soon(lambda: handle_connection(app, theirs, client=None, tracker=tracker))
+        await ours.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+        with anyio.fail_after(10):
+            first = await ours.receive()
+        assert first.startswith(b"HTTP/1.1 200 ")
+        tracker.begin_shutdown()
+        assert await _read_response(ours) == b""  # closed, no grace: it was served before
     await ours.aclose()
