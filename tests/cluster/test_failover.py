@@ -59,7 +59,7 @@ async def test_a_paused_owner_is_replaced_and_its_pending_write_refused(
 
         async def slow_on_a() -> None:
             try:
-                answer = await client.get(f"{a.url}/c/x/slow?delay=1", timeout=60)
+                answer = await client.get(f"{a.url}/c/x/slow?delay=3", timeout=60)
                 pending["status"] = answer.status_code
                 pending["body"] = answer.text
             except httpx.HTTPError as exc:
@@ -67,7 +67,8 @@ async def test_a_paused_owner_is_replaced_and_its_pending_write_refused(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(slow_on_a)
-            with anyio.fail_after(WAIT):  # the slow increment has read n, not written yet
+            # The slow increment has read n and waits 3 s to write it: pause a then.
+            with anyio.fail_after(WAIT):
                 while "slow " not in (log.read_text() if log.exists() else ""):
                     await anyio.sleep(0.01)
             a.pause()
