@@ -6,7 +6,9 @@ A pair is two :class:`WebSocket` ends, each with an inbox. ``a.send(m)`` puts ``
 ``b``'s inbox and never blocks, so a broadcast to many peers cannot be stalled by one
 slow peer. Instead every inbox is bounded (``max_buffered_bytes``): when a peer falls
 that far behind, the pair is closed with 1008 and the backlog dropped, so a slow reader
-cannot grow memory without bound.
+cannot grow memory without bound. The bound is on a backlog, not on one message: a
+message larger than it is still accepted into an empty inbox (the size of one message
+is ``max_ws_message_bytes``'s business, or the application's).
 
 The application keeps the *server* end: it must ``accept()`` it before receiving, and
 it receives with ``await receive()`` or ``async for message in ws``. The *client* end
@@ -82,7 +84,9 @@ class WebSocketDriver(Protocol):
     - ``send_nowait(message)`` delivers what the wire brought to the other end;
     - ``close_now(code, reason)`` closes both ends when the wire says so (the peer's
       close frame, or 1006 when the peer vanished);
-    - ``bound_buffers(max_bytes)`` bounds both inboxes (slow readers get 1008).
+    - ``bound_buffers(max_bytes)`` bounds both inboxes (slow readers get 1008);
+    - ``pending`` and ``peer_receiving`` tell whether messages are still on their way
+      (a server failing a socket lets the application answer what came first).
 
     Every method is called on the end's event loop, synchronously, and must not
     block; none may raise. Subclass this protocol to inherit the do-nothing defaults.
@@ -225,6 +229,18 @@ class WebSocket:
             if peer._driver is not None:
                 peer._driver.closed(peer)
 
+    @property
+    def pending(self) -> bool:
+        """True while a message is queued in either end of the pair (not yet received)."""
+        peer = self._peer
+        return bool(self._inbox) or (peer is not None and bool(peer._inbox))
+
+    @property
+    def peer_receiving(self) -> bool:
+        """True while the other end waits in ``receive()`` for a message."""
+        peer = self._peer
+        return peer is not None and peer._waiter is not None
+
     def bound_buffers(self, max_bytes: int) -> None:
         """Set ``max_buffered_bytes`` of both inboxes of the pair, this end's and its peer's.
 
@@ -262,14 +278,16 @@ class WebSocket:
                     f"WebSocket messages are str or bytes, not {type(message).__name__}"
                 )
         if self.closed:
-            raise WebSocketClosed(self.close_code or 1006, "send() on a closed WebSocket")
+            code, reason = self._close_exchanged()
+            raise WebSocketClosed(code, reason or "send() on a closed WebSocket")
         peer = self._peer
         assert peer is not None
+        inbox = peer._inbox
         driver = peer._driver
-        if driver is not None and not peer._inbox and driver.take(peer, message):
+        if driver is not None and not inbox and driver.take(peer, message):
             return
         size = len(message)
-        if peer._inbox_bytes + size > peer.max_buffered_bytes:
+        if inbox and peer._inbox_bytes + size > peer.max_buffered_bytes:
             # The reader is too slow: drop its backlog rather than grow without bound.
             peer._inbox.clear()
             peer._inbox_bytes = 0
@@ -278,6 +296,19 @@ class WebSocket:
         peer._append(message)
         peer._inbox_bytes += size
         peer._wake()
+
+    def _close_exchanged(self) -> tuple[int, str]:
+        """The code and reason of this closed end's close, also before its inbox got there.
+
+        An end whose peer closed is closed at once, but learns the code only when it
+        reads the close; what ``send`` raises must carry the code exchanged all the same.
+        """
+        if self.close_code is not None:
+            return self.close_code, self.close_reason
+        peer = self._peer
+        if peer is not None and peer.close_code is not None:
+            return peer.close_code, peer.close_reason
+        return 1006, ""
 
     def _append(self, item: str | bytes | _Close) -> None:
         if self._inbox is _EMPTY:

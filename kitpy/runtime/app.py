@@ -39,6 +39,7 @@ from kitpy.errors import HTTPError, InitError
 from kitpy.http.request import Request
 from kitpy.http.response import Response, text
 from kitpy.http.results import ResultError, to_response
+from kitpy.http.websocket import WebSocketClosed
 from kitpy.runtime.compress import compress_response
 from kitpy.runtime.config import ServerConfig
 from kitpy.runtime.dispatch import dispatch
@@ -197,6 +198,10 @@ class SiteApp:
         async def run() -> None:
             try:
                 await awaitable
+            except WebSocketClosed as closed:
+                # The other side closed the socket the task was talking to: the end
+                # of a conversation, not a server error (no traceback).
+                logger.debug("a wait_until() task ended: %s", closed)
             except Exception:
                 logger.exception("a wait_until() task failed")
             finally:

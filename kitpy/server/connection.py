@@ -48,13 +48,17 @@ logger = logging.getLogger("kitpy.server")
 
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE = 64 * 1024
-#: After a response that closes the connection, how long to read (and discard) what
-#: the client still sends, so closing does not reset the connection under it.
-LINGER_TIMEOUT = 2.0
+#: After a response that closes the connection (a 413, 431 or 400, ``Connection:
+#: close``) or a failing WebSocket close (1002, 1007, 1009...), the sending side is
+#: shut down and what the client still sends is read and discarded, for at most this
+#: long and this many bytes (a lingering close, as nginx does): closing a socket with
+#: unread data makes the kernel answer with a reset, and the client may lose the
+#: answer it had not read yet.
+LINGER_TIMEOUT = 3.0
+LINGER_BYTES = 256 * 1024 * 1024
 #: Seconds a connection accepted just before a shutdown gets to send its first request
 #: (it connected while the server still listened; closing it at once would reset it).
 FRESH_GRACE = 0.25
-LINGER_BYTES = 1024 * 1024
 
 _STREAM_ERRORS = (
     anyio.EndOfStream,
@@ -446,6 +450,8 @@ class _Connection:
         await driver.run(handshake)
         if driver.broken:
             self.broken = True
+        elif driver.linger:
+            self.linger = True  # the socket was failed: let the client read the close
         return True
 
     # -- bodies --------------------------------------------------------------------------

@@ -65,6 +65,11 @@ __all__ = ("BATCH_BYTES", "CallbackDriver", "TaskDriver", "take_batch", "websock
 _RECEIVE_SIZE = 64 * 1024
 #: Messages a driver coalesces into one socket write, at most.
 BATCH_BYTES = 64 * 1024
+#: After a protocol error, how long the application may take to answer the messages
+#: that came before it, before the failing close goes out anyway.
+ANSWER_GRACE = 1.0
+#: Loop turns with nothing in flight that count as "the application has answered".
+_QUIET_TURNS = 3
 _STREAM_ERRORS = (
     anyio.EndOfStream,
     anyio.BrokenResourceError,
@@ -112,6 +117,7 @@ class _Driver(WebSocketDriver):
         "_shutdown_code",
         "_stream",
         "broken",
+        "linger",
     )
 
     def __init__(
@@ -132,6 +138,8 @@ class _Driver(WebSocketDriver):
         end.protocol = subprotocol
         #: True when the connection broke (no clean close handshake).
         self.broken = False
+        #: True when the server failed the socket: the connection should linger.
+        self.linger = False
         self._setup(stream)
 
     def _setup(self, stream: anyio.abc.ByteStream) -> None:
@@ -192,6 +200,34 @@ class _Driver(WebSocketDriver):
             return False
         return True
 
+    async def _fail(self, exc: ProtocolError) -> None:
+        """The client broke the protocol: answer what came before, then fail the socket.
+
+        Every message that arrived whole before the bad frame was handed to the
+        application; its replies go out before the close frame (the strict
+        behaviour), then the socket closes with the error's code and the connection
+        lingers (:attr:`linger`) so the client reads the close instead of a reset.
+        """
+        code = exc.close_code or 1002
+        end = self._end
+        with anyio.move_on_after(ANSWER_GRACE):
+            quiet = turns = 0
+            while quiet < _QUIET_TURNS:
+                turns += 1
+                await anyio.sleep(0 if turns < 16 else 0.005)  # a few turns, then no spin
+                if end.pending:
+                    quiet = 0  # messages still on their way, one way or the other
+                elif end.peer_receiving:
+                    break  # the application took everything and waits for more
+                else:
+                    quiet += 1
+        # The task-based writer holds its lock while a batch it took is written, so
+        # this close queues behind it; the callback driver wrote synchronously.
+        await self._write(self._protocol.close(code, exc.message[:120]))
+        end.close_now(code, exc.message)
+        self.linger = True
+        self._scope.cancel()
+
     async def _read_loop(self) -> None:
         protocol = self._protocol
         end = self._end
@@ -199,10 +235,7 @@ class _Driver(WebSocketDriver):
             try:
                 event = protocol.next_event()
             except ProtocolError as exc:
-                code = exc.close_code or 1002
-                await self._write(protocol.close(code, exc.message[:120]))
-                end.close_now(code, exc.message)
-                self._scope.cancel()
+                await self._fail(exc)
                 return
             if event is NEED_DATA:
                 pending = protocol.data_to_send()  # usually nothing: skip the await then

@@ -156,3 +156,25 @@ async def test_attachments_round_trip() -> None:
     with pytest.raises(TypeError, match="JSON"):
         server.serialize_attachment({"x": float("nan")})
     assert server.deserialize_attachment() == {"name": "ann"}
+
+
+async def test_send_after_the_peer_closed_raises_the_code_exchanged() -> None:
+    """Before the close is read from the inbox, send() already names its code."""
+    client, server = WebSocketPair()
+    server.accept()
+    client.close_now(1002, "protocol error")
+    assert server.closed and server.close_code is None  # not read yet
+    with pytest.raises(WebSocketClosed) as info:
+        await server.send("late")
+    assert (info.value.code, info.value.reason) == (1002, "protocol error")
+
+
+async def test_a_backlog_is_bounded_but_one_large_message_is_not() -> None:
+    client, server = WebSocketPair()
+    server.accept()
+    client.bound_buffers(1000)
+    await server.send("x" * 5000)  # nothing queued: accepted whole
+    assert not client.closed
+    await server.send("y")  # queued behind 5000 bytes: past the bound
+    assert client.closed and client.close_code is None
+    assert server.close_code == 1008

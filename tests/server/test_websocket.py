@@ -343,3 +343,49 @@ def test_app_that_does_not_read_gets_1008_past_ws_max_queue_bytes(
             sock.sendall(message)
         assert read_close_code(reader) == 1008
     wait_for(lambda: ends[0].closed)  # its backlog dropped; receive() raises (1008)
+
+
+def test_messages_before_a_protocol_error_are_answered_before_the_close(
+    make_server: MakeServer,
+) -> None:
+    """Strict: what came whole before the bad frame is echoed, then the 1002 close."""
+    server = make_server(echo_handler)
+    sock, reader = raw_upgrade(server)
+    with sock:
+        sock.sendall(masked(0x1, b"one") + masked(0x2, b"two") + masked(0x3, b""))
+        assert read_frame(reader) == (0x1, b"one")
+        assert read_frame(reader) == (0x2, b"two")
+        assert read_close_code(reader) == 1002
+        assert reader.all() == b""
+    wait_for(lambda: closed_events(server.app) != [])
+    assert closed_events(server.app)[0].startswith("closed 1002")
+
+
+def test_one_message_larger_than_the_queue_bound_goes_through(make_server: MakeServer) -> None:
+    """ws_max_queue_bytes bounds a backlog, not a message the site allows."""
+    limits = Limits(ws_max_queue_bytes=64 * 1024, max_ws_message_bytes=1 << 20)
+    server = make_server(echo_handler, limits=limits)
+    big = os.urandom(512 * 1024)
+    with connect(server.ws_url + "/", max_size=None) as ws:
+        ws.send(big)
+        assert ws.recv() == big
+        ws.send("x" * (300 * 1024))
+        assert ws.recv() == "x" * (300 * 1024)
+    wait_for(lambda: closed_events(server.app) == ["closed 1000"])
+
+
+def test_a_failing_close_lingers_so_the_client_reads_its_code(make_server: MakeServer) -> None:
+    """A client still sending a too-large message reads 1009, never a reset (a loop)."""
+    server = make_server(echo_handler, limits=Limits(max_ws_message_bytes=64 * 1024))
+    payload = b"x" * (4 << 20)
+    for _ in range(8):
+        sock, reader = raw_upgrade(server)
+        with sock:
+            header = struct.pack("!BBQ", 0x82, 0x80 | 127, len(payload)) + b"\0\0\0\0"
+            try:
+                sock.sendall(header + payload)  # the server discards what it refused
+            except OSError as exc:  # pragma: no cover - what the lingering close prevents
+                pytest.fail(f"the server reset the connection while the client sent: {exc}")
+            assert read_close_code(reader) == 1009
+            sock.shutdown(socket.SHUT_WR)
+            assert reader.all() == b""
