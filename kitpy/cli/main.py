@@ -23,7 +23,7 @@ from kitpy.cli.terminal import LOG_LEVELS
 from kitpy.errors import InitError, KitpyError, SiteError
 
 if TYPE_CHECKING:
-    from kitpy.runtime.config import SiteConfig
+    from kitpy.runtime.config import ClusterSettings, SiteConfig
 
 __all__ = ("build_parser", "main")
 
@@ -292,7 +292,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cluster_options(args: argparse.Namespace, config: SiteConfig, port: int) -> Any:
+def _cluster_options(
+    args: argparse.Namespace, config: SiteConfig, port: int
+) -> ClusterSettings | None:
     """The cluster settings (or None), refusing options a cluster cannot take."""
     from kitpy.runtime.config import cluster_settings
 
