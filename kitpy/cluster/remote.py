@@ -251,6 +251,10 @@ class RemoteObjects:
         """The object system evicted an idle instance: its lease may go."""
         self.placement.release_local(namespace, object_id)
 
+    def serving(self) -> bool:
+        """False past the placement's local lease deadline: live instances here are stale."""
+        return bool(getattr(self.placement, "valid", True))
+
     # -- the router (ObjectSystem calls these when no instance is live here) --------------
 
     async def _owner(self, key: _Key) -> str | None:

@@ -62,6 +62,8 @@ IDLE_TIMEOUT = 30.0
 GOING_AWAY = 1001
 #: Close code for the sockets of an object that was reset ("internal error").
 INTERNAL_ERROR = 1011
+#: Close code for the sockets of an object whose node lost it ("service restart").
+SERVICE_RESTART = 1012
 
 
 class _Entry:
@@ -255,6 +257,9 @@ class Router(Protocol):
     def released(self, namespace: str, object_id: str) -> None:
         """An idle instance left memory here."""
 
+    def serving(self) -> bool:
+        """False once this node may no longer own anything (its lease deadline passed)."""
+
 
 class ObjectSystem:
     """Every durable object of a site: bindings, live instances, alarms, tasks.
@@ -412,8 +417,15 @@ class ObjectSystem:
     def _routes(self, namespace: str, object_id: str, routed: bool) -> Router | None:
         """The router to send this event through, or None to run it here."""
         router = self._router
-        if router is None or not routed or (namespace, object_id) in self._entries:
+        if router is None or not routed:
             return None
+        if (namespace, object_id) in self._entries:
+            if router.serving():
+                return None
+            # Paused past its lease (SIGSTOP, a partition): another node may own the
+            # object now, so the instance here is stale. Drop it before it answers
+            # anything, and let the router find the owner (or claim it again).
+            self.evict(namespace, object_id, SERVICE_RESTART, "this node lost its lease")
         return router
 
     def evict(self, namespace: str, object_id: str, code: int, reason: str) -> None:

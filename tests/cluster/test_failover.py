@@ -1,9 +1,10 @@
 """Fencing and failover with real ``kitpy serve`` nodes, paused and killed by PID.
 
 - SIGSTOP of an object's owner: another node takes the object over once the owner's
-  lease ran out; after SIGCONT the owner's pending write is refused and its response
-  is not a success. Every acknowledged increment is stored, and only those: the
-  count of successes equals the stored count and no value is returned twice.
+  lease ran out; after SIGCONT the owner's pending write is refused, its response is
+  not a success, and its stale instance answers nothing more (not even a read). Every
+  acknowledged increment is stored, and only those: the count of successes equals the
+  stored count and no value is returned twice.
 - SIGKILL of an owner: its objects answer again from another node, with every
   acknowledged write present; its alarm fires once, on a live node.
 """
@@ -54,6 +55,7 @@ async def test_a_paused_owner_is_replaced_and_its_pending_write_refused(
             answer = await until_answered(client, node, "x")
             assert answer["node"] == "a"  # the first call through a made a the owner
             acknowledged.append(answer["n"])
+        paused_instance = answer["token"]
 
         pending: dict[str, Any] = {}
 
@@ -93,6 +95,14 @@ async def test_a_paused_owner_is_replaced_and_its_pending_write_refused(
                 assert time.monotonic() - paused > TTL  # no takeover before the lease ran out
             finally:
                 a.resume()
+            # At once after SIGCONT, a's instance from before the pause is stale (b or c
+            # owns the object now): it must not answer, even a read.
+            try:
+                seen = await client.get(f"{a.url}/c/x/who")
+            except httpx.HTTPError:
+                seen = None
+            if seen is not None and seen.status_code == 200:
+                assert seen.json()["token"] != paused_instance, seen.json()
         # After SIGCONT, a's pending write was refused: not a success.
         assert pending.get("status") != 200, pending
         assert "error" in pending or pending["status"] >= 500, pending
