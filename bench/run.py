@@ -527,6 +527,7 @@ def measure(cfg: Config, servers: list[Server], sites: dict[str, Path]) -> list[
                             quiet = wait_for_quiet(cfg)
                             result = RUNNERS[scenario](cfg, running, scenario)
                             result["busy_before"] = quiet
+                            result["load_average"] = os.getloadavg()[0]
                         except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
                             rows.append(row(round_no, scenario, server, error=str(exc)))
                             print(f"{stamp} {scenario:<12} ERROR {exc}", flush=True)
@@ -905,7 +906,7 @@ def docs_block(result: dict[str, Any]) -> str:
         "**Machine.** "
         f"{box['cpu']}, {box['cpus']} CPUs, {box['memory_gib']} GiB, Linux {box['kernel']}. "
         f"Servers pinned to CPU {box['server_cpu']}, load generators to CPU "
-        f"{box['client_cpu']} (taskset).",
+        f"{box['client_cpu']} (taskset). {load_note(result['rows'])}",
         "",
         "**Versions.** "
         + ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
@@ -924,6 +925,17 @@ def docs_block(result: dict[str, Any]) -> str:
         lines += ["", "### Storage (bench/storage_bench.py)", "", "```"]
         lines += [result["storage"]["output"], "```"]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def load_note(rows: list[dict[str, Any]]) -> str:
+    """How loaded the machine was: the 1-minute load average after each measurement."""
+    loads = [r["load_average"] for r in rows if r.get("load_average") is not None]
+    if not loads:
+        return ""
+    return (
+        f"Load average (1 min, {os.cpu_count()} CPUs) during the run: median "
+        f"{statistics.median(loads):.1f}, from {min(loads):.1f} to {max(loads):.1f}."
+    )
 
 
 def update_docs(path: Path, block: str) -> bool:
