@@ -272,22 +272,22 @@ async def accept_fast(listener: anyio.abc.SocketListener, limit: int = 1) -> lis
     """
     sock = listener.extra(anyio.abc.SocketAttribute.raw_socket)
     loop = asyncio.get_running_loop()
-    if sock.fileno() == -1:
-        raise anyio.ClosedResourceError
-    try:
-        client, _ = await loop.sock_accept(sock)
-    except asyncio.CancelledError:
-        # As anyio: a cancelled sock_accept may leave its reader registered
-        # (https://bugs.python.org/issue41317).
-        try:
-            loop.remove_reader(sock)
-        except (ValueError, NotImplementedError):
-            pass
-        raise
-    except OSError:
+    # accept() itself never awaits, so a cancellation (the server stopping) can only
+    # land while nothing is accepted yet: a cancelled loop.sock_accept() may already
+    # have taken a connection from the kernel and would drop it (a reset client).
+    while True:
         if sock.fileno() == -1:
-            raise anyio.ClosedResourceError from None
-        raise
+            raise anyio.ClosedResourceError
+        try:
+            client, _ = sock.accept()
+        except BlockingIOError:
+            await anyio.wait_readable(sock)
+            continue
+        except OSError:
+            if sock.fileno() == -1:
+                raise anyio.ClosedResourceError from None
+            raise
+        break
     clients = [client]
     while len(clients) < limit:
         try:
@@ -295,6 +295,16 @@ async def accept_fast(listener: anyio.abc.SocketListener, limit: int = 1) -> lis
         except OSError:  # BlockingIOError: none waiting; EMFILE...: next time
             break
         clients.append(more)
+    # Accepted connections are handed over whole, even when the server is stopping.
+    with anyio.CancelScope(shield=True):
+        streams = await _wrap_accepted(loop, clients)
+    return streams
+
+
+async def _wrap_accepted(
+    loop: asyncio.AbstractEventLoop, clients: list[socket.socket]
+) -> list[FastStream]:
+    """The accepted sockets as streams (any that was reset meanwhile is left out)."""
     streams: list[FastStream] = []
     try:
         while clients:
