@@ -38,9 +38,11 @@ Headers
     ``text/*`` gets ``; charset=utf-8``, unknown -> ``application/octet-stream``, and
     ``.gz`` (any compression suffix) is the archive itself, never a Content-Encoding.
     A strong ETag ``"<size>-<mtime_ns>"`` in hex (as nginx does with size and mtime),
-    Last-Modified, ``Accept-Ranges: bytes`` and ``Cache-Control: public, max-age=0,
+    Last-Modified, ``Accept-Ranges: bytes`` and ``Cache-Control: max-age=0,
     must-revalidate``: static files have no content hash in their names, so caches may
-    keep them but must revalidate every time, which the 304 below makes cheap. Files
+    keep them but must revalidate every time, which the 304 below makes cheap (no
+    ``public``: ``must-revalidate`` already lets a shared cache store a response to a
+    request with ``Authorization``, RFC 9111 section 3.5). Files
     under an ``immutable_assets`` folder (``static/assets/``, where Vite puts
     fingerprinted files) get ``public, max-age=31536000, immutable`` instead.
 
@@ -106,7 +108,7 @@ from kitpy.runtime.compress import accepted_codings
 __all__ = ("StaticFiles",)
 
 CHUNK_SIZE = 64 * 1024
-CACHE_CONTROL = "public, max-age=0, must-revalidate"
+CACHE_CONTROL = "max-age=0, must-revalidate"
 #: For files under an ``immutable_assets`` folder: their names change with their content.
 IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 #: Precompressed siblings, in the order they are preferred: ``app.js.br``, ``app.js.gz``.

@@ -92,12 +92,8 @@ def test_unknown_html_pages_get_the_spa_page(server: Server) -> None:
 def test_fingerprinted_assets_are_immutable(server: Server) -> None:
     asset = get(server, "/assets/app-3f2a9c.js")
     assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert get(server, "/robots.txt").headers["cache-control"] == (
-        "public, max-age=0, must-revalidate"
-    )
-    assert get(server, "/", accept=HTML).headers["cache-control"] == (
-        "public, max-age=0, must-revalidate"
-    )
+    assert get(server, "/robots.txt").headers["cache-control"] == ("max-age=0, must-revalidate")
+    assert get(server, "/", accept=HTML).headers["cache-control"] == ("max-age=0, must-revalidate")
 
 
 def test_precompressed_siblings(server: Server) -> None:
