@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import kosoku  # in the test extra
 import pytest
 
 from .conftest import module_server
 from .helpers import Server
-
-kosoku = pytest.importorskip("kosoku", reason="kosoku is in the test extra")
 
 
 def _conformance_run() -> ModuleType:
