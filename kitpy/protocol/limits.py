@@ -1,6 +1,6 @@
 """Limits: sizes and timeouts the server enforces (numbers only, no behaviour).
 
-Defaults follow DESIGN.md, "API details": a 16 KiB header block (431 above), a
+Defaults, as docs/server.md states them: a 16 KiB header block (431 above), a
 1 MiB body (413), a 1 MiB WebSocket message (close 1009), headers within 10 s of
 the connection or of the previous response, idle keep-alive closed after 5 s.
 A request body must be read whole within 30 s (408 above), so clients that trickle
