@@ -296,6 +296,42 @@ class RemoteObjects:
         call = self._calls[self._next_call] = _Call(node)
         return self._next_call, call
 
+    async def _send_call(
+        self,
+        kind: Kind,
+        node: str,
+        number: int,
+        call: _Call,
+        object_id: ObjectId,
+        meta: dict[str, Any],
+        first: bytes,
+        rest: AsyncIterator[bytes] | None,
+    ) -> Frame:
+        """Send a CALL or FETCH with its first chunk; stream the rest once the owner takes it.
+
+        Returns the owner's first answer after the whole body left (its RESULT or
+        RESPONSE); raises what a FAILED answer carries, and ``_Retry`` while the call
+        may still go elsewhere.
+        """
+        if object_id.name is not None:
+            meta["nm"] = object_id.name
+        if rest is not None:
+            meta["more"] = 1
+        frame = encode_frame(kind, number, meta, first)
+        await self.transport.send(node, frame, reply=self.transport.reply_subject(number))
+        key = (object_id.namespace, str(object_id))
+        answer = await self._first_answer(number, call, key)
+        if answer.kind is Kind.CREDIT and rest is not None:
+            # The owner took the call: from here on it cannot be retried.
+            call.out = Outbound(int(answer.meta.get("n", WINDOW)))
+            self._spawn(lambda: self._pump(node, number, call.out, rest, reply=False))
+            answer = await call.next()
+            if answer.kind is Kind.FAILED:
+                if answer.meta.get("error") == "gone":
+                    raise OwnerGone(f"node {node} went away during the call")
+                _raise_failure(answer)
+        return answer
+
     async def _first_answer(self, number: int, call: _Call, key: _Key) -> Frame:
         frame = await call.next()
         if frame.kind is Kind.NO_RESPONDERS:
@@ -322,20 +358,10 @@ class RemoteObjects:
             inbound = call.inbound = Inbound(lambda n: self._grant(node, number, n, False))
             try:
                 meta: dict[str, Any] = {"f": self.node, "ns": key[0], "id": key[1]}
-                if object_id.name is not None:
-                    meta["nm"] = object_id.name
                 first, rest = await peek(rechunk((payload,)))
-                if rest is not None:
-                    meta["more"] = 1
-                frame = encode_frame(Kind.CALL, number, meta, first)
-                await self.transport.send(node, frame, reply=self.transport.reply_subject(number))
-                answer = await self._first_answer(number, call, key)
-                if answer.kind is Kind.CREDIT and rest is not None:
-                    call.out = Outbound(int(answer.meta.get("n", WINDOW)))
-                    self._spawn(lambda: self._pump(node, number, call.out, rest, reply=False))
-                    answer = await call.next()
-                    if answer.kind is Kind.FAILED:
-                        _raise_failure(answer)
+                answer = await self._send_call(
+                    Kind.CALL, node, number, call, object_id, meta, first, rest
+                )
                 if not answer.meta.get("more"):
                     return answer.body
                 return b"".join([answer.body, *[chunk async for chunk in inbound.chunks()]])
@@ -403,24 +429,11 @@ class RemoteObjects:
                 "u": str(request.url),
                 "h": request.headers.items(),
             }
-            if object_id.name is not None:
-                meta["nm"] = object_id.name
             if request.client is not None:
                 meta["c"] = list(request.client)
-            if rest is not None:
-                meta["more"] = 1
-            frame = encode_frame(Kind.FETCH, number, meta, first)
-            await self.transport.send(node, frame, reply=self.transport.reply_subject(number))
-            answer = await self._first_answer(number, call, key)
-            if answer.kind is Kind.CREDIT and rest is not None:
-                # The owner took the call: from here on it cannot be retried.
-                call.out = Outbound(int(answer.meta.get("n", WINDOW)))
-                self._spawn(lambda: self._pump(node, number, call.out, rest, reply=False))
-                answer = await call.next()
-                if answer.kind is Kind.FAILED:
-                    if answer.meta.get("error") == "gone":
-                        raise OwnerGone(f"node {node} went away during the call")
-                    _raise_failure(answer)
+            answer = await self._send_call(
+                Kind.FETCH, node, number, call, object_id, meta, first, rest
+            )
             if answer.kind is not Kind.RESPONSE:
                 raise OwnerGone(f"node {node} answered {answer.kind.name} to a fetch")
             response = Response(None, int(answer.meta["s"]), answer.meta.get("h"))
