@@ -3,12 +3,15 @@
 Every error raised because of a user's site (a bad route file, a broken kitpy.toml,
 conflicting routes) is a :class:`SiteError` that names the file and, where known,
 the line, so the CLI can print ``routes/x.py:12: message`` and exit non-zero.
+:func:`redact_url` makes a URL (a database's, NATS's) safe to show in a message.
 """
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = (
     "ConfigError",
@@ -19,6 +22,7 @@ __all__ = (
     "RouteConflictError",
     "SiteError",
     "StorageError",
+    "redact_url",
 )
 
 
@@ -100,3 +104,21 @@ class HTTPError(KitpyError):
 
     def __repr__(self) -> str:
         return f"HTTPError(status={self.status!r}, message={self.message!r})"
+
+
+_USERINFO = re.compile(r"//[^/]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs.
+
+    A URL that does not parse has all of its user part hidden.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _USERINFO.sub("//***@", url, count=1)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))

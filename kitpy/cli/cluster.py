@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from kitpy.errors import KitpyError
+from kitpy.errors import KitpyError, redact_url
 from kitpy.runtime.app import ObjectsFactory
-from kitpy.runtime.config import ClusterSettings, redact_url
+from kitpy.runtime.config import ClusterSettings
 
 __all__ = ("EXTRA_HINT", "check_engines", "cluster_objects", "connect_postgres")
 

@@ -153,7 +153,7 @@ class _SqliteStore(_Store):
 class _PostgresStore(_Store):
     def __init__(self, settings: ClusterSettings) -> None:
         from kitpy.cli.cluster import connect_postgres
-        from kitpy.runtime.config import redact_url
+        from kitpy.errors import redact_url
 
         self.label = redact_url(settings.postgres)
         self.conn = connect_postgres(settings)

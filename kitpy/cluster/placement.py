@@ -49,8 +49,7 @@ import anyio
 import anyio.abc
 
 from kitpy.cluster.schema import migrate_async
-from kitpy.errors import StorageError
-from kitpy.storage.postgres import redact
+from kitpy.errors import StorageError, redact_url
 
 if TYPE_CHECKING:
     import psycopg
@@ -163,7 +162,7 @@ class PostgresPlacement:
         self.interval = lease_ttl / 3
         self.margin = min(lease_ttl / 6, 0.5)
         self._flush = flush
-        self._label = f"cluster database {redact(url)}"
+        self._label = f"cluster database {redact_url(url)}"
         self._held: dict[_Key, int] = {}
         self._releasing: set[_Key] = set()
         self._claims: dict[_Key, _Claim] = {}

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from kitpy.errors import ConfigError
+from kitpy.errors import ConfigError, redact_url
 
 __all__ = (
     "CLUSTER_ENV",
@@ -446,19 +446,6 @@ class ClusterSettings:
         return ClusterSettings(
             self.postgres, self.nats, f"{self.node}-{index}", self.lease_ttl, self.sources
         )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def cluster_settings(

@@ -30,16 +30,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from kitpy.errors import StorageError
+from kitpy.errors import StorageError, redact_url
 from kitpy.storage.driver import Op, OpKind, range_sql
 from kitpy.storage.views import EngineBackend, ObjectStorage
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ("Fencing", "PostgresBackend", "PostgresDriver", "decode_key", "encode_key", "redact")
+__all__ = ("Fencing", "PostgresBackend", "PostgresDriver", "decode_key", "encode_key")
 
 T = TypeVar("T")
 
@@ -92,19 +91,6 @@ def decode_key(stored: str) -> str:
     return "".join(out)
 
 
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
 class Fencing(Protocol):
     """Which objects this node may write, and with which epoch (the placement)."""
 
@@ -127,7 +113,7 @@ class PostgresDriver:
         idle_in_transaction_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
     ) -> None:
         self.url = url
-        self.label = f"PostgreSQL storage {redact(url)}"
+        self.label = f"PostgreSQL storage {redact_url(url)}"
         self._fencing = fencing
         self._idle_ms = max(1, int(idle_in_transaction_timeout * 1000))
         self._lock = threading.Lock()  # guards the writer slot, the reader pool, closing

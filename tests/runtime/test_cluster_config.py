@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from kitpy.errors import ConfigError
+from kitpy.errors import ConfigError, redact_url
 from kitpy.runtime.config import ClusterSettings, cluster_settings, load_config
 
 from .conftest import MakeSite
@@ -124,3 +124,9 @@ def test_a_password_never_shows_in_errors(make_site: MakeSite) -> None:
         settings(make_site, "", env)
     assert "hunter2" not in str(caught.value) and "pw@" not in str(caught.value)
     assert str(caught.value) == "KITPY_NATS: no host in 'nats://u:***@:1'"
+    # a URL that does not parse (a broken IPv6 host) hides its whole user part
+    env["KITPY_POSTGRES"] = "postgresql://kitpy:hunter2@[::1/x"
+    with pytest.raises(ConfigError) as caught:
+        settings(make_site, "", env)
+    assert str(caught.value) == "KITPY_POSTGRES: not a postgresql:// URL: 'postgresql://***@[::1/x'"
+    assert redact_url("postgresql://kitpy@db/x") == "postgresql://kitpy@db/x"
