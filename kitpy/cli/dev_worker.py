@@ -120,13 +120,21 @@ async def inject_reload_script(
     Only a GET answered 200 or 500 with ``text/html``, not encoded, with a body (or
     a stream of a known length, as static files are) up to :data:`MAX_INJECTED_BYTES`.
     A 500 page also shows ``notices`` (the dev server's warnings), one paragraph each.
+    A HEAD of such a page announces the ``Content-Length`` of the page GET sends.
     """
-    if request.method != "GET" or response.status not in (200, 500):
+    if request.method not in ("GET", "HEAD") or response.status not in (200, 500):
         return response
     headers = response.headers
     if not headers.get("content-type", "").lower().startswith("text/html"):
         return response
     if headers.get("content-encoding", "identity").lower() != "identity":
+        return response
+    shown = notices if response.status == 500 else ()
+    if request.method == "HEAD" and not response.body and response.stream is None:
+        # The body was left out, GET's length kept: add what GET's page gets.
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) <= MAX_INJECTED_BYTES:
+            headers["content-length"] = str(int(length) + len(_with_script(b"", shown)))
         return response
     if response.stream is not None:
         length = headers.get("content-length", "")
@@ -137,7 +145,7 @@ async def inject_reload_script(
     body = response.body or b""
     if len(body) > MAX_INJECTED_BYTES:
         return response
-    response.body = _with_script(body, notices if response.status == 500 else ())
+    response.body = _with_script(body, shown)
     if "content-length" in headers:
         headers["content-length"] = str(len(response.body))
     return response

@@ -360,6 +360,16 @@ def test_pages_get_the_live_reload_script(dev: DevServer, site: Path) -> None:
         assert page.text.index("data-kitpy-dev-reload") < page.text.lower().rindex("</body>")
         assert "/__kitpy/reload" in page.text
         assert int(page.headers["content-length"]) == len(page.content)
+        head = httpx.head(dev.url + path, timeout=5)  # HEAD announces GET's length
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-length"] == page.headers["content-length"]
+    (site / "routes" / "boom.py").write_text("def get(event):\n    raise RuntimeError('x')\n")
+    dev.poll("/boom", lambda response: response.status_code == 500)
+    browser = {"accept": "text/html"}  # the error page is HTML for a browser
+    page = httpx.get(dev.url + "/boom", headers=browser, timeout=5)
+    assert page.status_code == 500 and "data-kitpy-dev-reload" in page.text
+    head = httpx.head(dev.url + "/boom", headers=browser, timeout=5)
+    assert head.headers["content-length"] == page.headers["content-length"]
     assert dev.poll("/hello.txt", has_text("static 1")).text == "static 1"
     assert "data-kitpy-dev-reload" not in dev.poll("/", has_text("version 1")).text
 
