@@ -498,6 +498,8 @@ class TestClient:
             content = await _read_body(response)
             return TestResponse(response.status, response.headers, content, str(request.url)), None
         ws.accept()
+        chosen = response.headers.get("sec-websocket-protocol")
+        ws.protocol = None if chosen is None else chosen.strip()  # as the server sets it
         return TestResponse(101, response.headers, b"", str(request.url)), ws
 
 

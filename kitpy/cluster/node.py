@@ -24,6 +24,7 @@ import anyio
 
 from kitpy.cluster.remote import Placement, RemoteObjects
 from kitpy.cluster.transport import Transport, site_prefix
+from kitpy.http.websocket import MAX_BUFFERED_BYTES
 from kitpy.objects.base import DurableObject
 from kitpy.objects.registry import ObjectSystem
 from kitpy.storage.base import StorageBackend
@@ -46,15 +47,23 @@ async def run_node(
     transport: Transport,
     lease_ttl: float,
     idle_timeout: float,
+    ws_max_queue_bytes: int = MAX_BUFFERED_BYTES,
     **options: Any,
 ) -> AsyncIterator[ObjectSystem]:
     """Run one node's object system, routed by ``placement`` over ``transport``.
 
     ``placement`` is running already (heartbeats); the caller stops it after this
-    exits. ``transport`` is connected here and closed on exit. ``options`` go to the
-    :class:`~kitpy.objects.registry.ObjectSystem` (alarm retries...).
+    exits. ``transport`` is connected here and closed on exit. ``ws_max_queue_bytes``
+    is the site's ``[server]`` setting, for the sockets bridged to other nodes.
+    ``options`` go to the :class:`~kitpy.objects.registry.ObjectSystem` (alarm
+    retries...).
     """
-    remote = RemoteObjects(transport, placement, retry_for=lease_ttl + RETRY_MARGIN)
+    remote = RemoteObjects(
+        transport,
+        placement,
+        retry_for=lease_ttl + RETRY_MARGIN,
+        ws_max_queue_bytes=ws_max_queue_bytes,
+    )
     system = ObjectSystem(
         backend, bindings, env, idle_timeout=idle_timeout, router=remote, **options
     )
@@ -124,6 +133,9 @@ def cluster_objects(settings: ClusterConfig) -> ObjectsFactory:
                     transport=transport,
                     lease_ttl=settings.lease_ttl,
                     idle_timeout=site.config.server.object_idle_timeout,
+                    ws_max_queue_bytes=int(
+                        site.config.server.limits.get("ws_max_queue_bytes", MAX_BUFFERED_BYTES)
+                    ),
                 ) as system,
                 anyio.create_task_group() as tg,
             ):

@@ -54,7 +54,7 @@ from kitpy.cluster.transport import CHUNK_SIZE, Frame, Kind, Transport, encode_f
 from kitpy.errors import HTTPError, KitpyError
 from kitpy.http.request import Request
 from kitpy.http.response import Response
-from kitpy.http.websocket import WebSocket
+from kitpy.http.websocket import MAX_BUFFERED_BYTES, WebSocket
 from kitpy.objects import rpc
 from kitpy.objects.ids import ObjectId
 
@@ -141,15 +141,24 @@ class RemoteObjects:
         placement: who owns what.
         retry_for: seconds a call keeps locating and retrying while the owner changes
             (the lease time plus a margin: a dead owner's objects move within it).
+        ws_max_queue_bytes: the site's bound on a WebSocket's backlog, applied to the
+            sockets of our objects whose clients are on other nodes.
     """
 
-    def __init__(self, transport: Transport, placement: Placement, *, retry_for: float) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        placement: Placement,
+        *,
+        retry_for: float,
+        ws_max_queue_bytes: int = MAX_BUFFERED_BYTES,
+    ) -> None:
         self.transport = transport
         self.placement = placement
         self.node = transport.node
         self.retry_for = retry_for
         self.outbox = Outbox(transport)
-        self.sockets = Sockets(self.outbox)
+        self.sockets = Sockets(self.outbox, ws_max_queue_bytes)
         self._system: ObjectSystem | None = None
         self._owners: dict[_Key, str] = {}  # remote owners we learned
         self._calls: dict[int, _Call] = {}
@@ -441,8 +450,10 @@ class RemoteObjects:
             if answer.meta.get("more"):
                 response.body = None
                 stream = self._response_body(number, node, answer.body, inbound)
-                # The stream forgets the call when it ends, or when it is dropped unread.
-                weakref.finalize(stream, self._calls.pop, number, None)
+                # The call ends with the stream: at its end, when it is closed, and when
+                # it is dropped unread (a never started generator runs no ``finally``).
+                loop = asyncio.get_running_loop()
+                weakref.finalize(stream, _call_soon, loop, self._body_done, number, node, inbound)
                 response.stream = stream
                 done = True
             else:
@@ -466,10 +477,13 @@ class RemoteObjects:
             async for chunk in inbound.chunks():
                 yield chunk
         finally:
-            self._calls.pop(number, None)
-            if not inbound.finished:  # the reader gave up: stop the owner
-                meta = {"f": self.node}
-                self._send_soon(node, encode_frame(Kind.CANCEL, number, meta))
+            self._body_done(number, node, inbound)
+
+    def _body_done(self, number: int, node: str, inbound: Inbound) -> None:
+        """A streamed response body ended, or its reader gave it up: forget the call,
+        and unless the body came whole, tell the owner to stop sending (CANCEL)."""
+        if self._calls.pop(number, None) is not None and not inbound.finished:
+            self._send_soon(node, encode_frame(Kind.CANCEL, number, {"f": self.node}))
 
     def _grant(self, node: str, number: int, n: int, reply: bool) -> None:
         meta: dict[str, Any] = {"f": self.node, "n": n}
@@ -694,7 +708,9 @@ class RemoteObjects:
         }
         if response.websocket is not None:
             # The object's pair stays here; the front node drives its client end.
-            head["ws"] = self.sockets.own(response.websocket, sender)
+            chosen = response.headers.get("sec-websocket-protocol")
+            protocol = None if chosen is None else chosen.strip()
+            head["ws"] = self.sockets.own(response.websocket, sender, protocol)
         body = response.body or b""
         if response.stream is None and len(body) <= CHUNK_SIZE:
             await self.transport.send(sender, encode_frame(Kind.RESPONSE, number, head, body))
@@ -711,14 +727,55 @@ class RemoteObjects:
         head: dict[str, Any],
         source: AsyncIterable[bytes] | Iterable[bytes],
     ) -> None:
-        """Answer with ``kind`` and its body: inline if it fits one chunk, else streamed."""
-        first, rest = await peek(rechunk(source))
-        if rest is not None:
-            head["more"] = 1
-            served.out = Outbound(WINDOW)
-        await self.transport.send(sender, encode_frame(kind, number, head, first))
-        if rest is not None:
-            await self._pump(sender, number, served.out, rest, reply=True)
+        """Answer with ``kind`` and its body: inline if it fits one chunk, else streamed.
+
+        The source is closed when this returns, also when the caller cancelled the
+        stream (its ``finally`` runs now, not when it is collected).
+        """
+        rest: AsyncIterator[bytes] | None = None
+        try:
+            first, rest = await peek(rechunk(source))
+            if rest is not None:
+                head["more"] = 1
+                served.out = Outbound(WINDOW)
+            await self.transport.send(sender, encode_frame(kind, number, head, first))
+            if rest is not None:
+                await self._pump(sender, number, served.out, rest, reply=True)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if rest is not None:
+                    await _close(rest)
+                await _close(source)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """``callback(*args)`` on ``loop``: now if this is its thread (a finalizer may run in
+    any thread), else soon; nothing once the loop closed."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if running is loop:
+            callback(*args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        pass
+
+
+async def _close(source: object) -> None:
+    """Close an iterator of body chunks (an object's stream) if it can be closed."""
+    try:
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
+            return
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
+    except Exception as exc:
+        logger.warning("closing a response stream failed: %s: %s", type(exc).__name__, exc)
 
 
 def _replayed(request: Request, first: bytes, rest: AsyncIterator[bytes] | None) -> Request:

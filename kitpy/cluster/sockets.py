@@ -36,7 +36,13 @@ import struct
 from collections.abc import Callable, Iterator
 
 from kitpy.cluster.transport import Frame, Kind, Transport, encode_frame
-from kitpy.http.websocket import WebSocket, WebSocketClosed, WebSocketDriver, WebSocketPair
+from kitpy.http.websocket import (
+    MAX_BUFFERED_BYTES,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketDriver,
+    WebSocketPair,
+)
 
 __all__ = ("FrontSocket", "OwnedSocket", "Outbox", "decode_records")
 
@@ -310,17 +316,29 @@ class FrontSocket(_Bridge):
 
 
 class Sockets:
-    """Every bridged socket of this node, both roles, keyed by (node, socket id)."""
+    """Every bridged socket of this node, both roles, keyed by (node, socket id).
 
-    def __init__(self, outbox: Outbox) -> None:
+    ``max_queue_bytes`` is the site's ``ws_max_queue_bytes``: on the owner it bounds
+    both inboxes of an object's pair, as the server bounds a local socket's pair.
+    """
+
+    def __init__(self, outbox: Outbox, max_queue_bytes: int = MAX_BUFFERED_BYTES) -> None:
         self.outbox = outbox
+        self.max_queue_bytes = max_queue_bytes
         self._owned: dict[tuple[str, int], _Bridge] = {}  # we own the object
         self._front: dict[tuple[str, int], _Bridge] = {}  # we hold the client
         # Socket ids start at random: a restarted node never reuses its last run's.
         self._next = secrets.randbits(40) << 16
 
-    def own(self, end: WebSocket, front: str) -> int:
-        """Bridge the client end of an object's pair to ``front``; its socket id."""
+    def own(self, end: WebSocket, front: str, protocol: str | None = None) -> int:
+        """Bridge the client end of an object's pair to ``front``; its socket id.
+
+        The pair gets what a local socket's pair gets from the server: the queue bound,
+        and ``protocol``, the subprotocol of the 101 (the front node's handshake sends it
+        as it is, or fails the socket).
+        """
+        end.bound_buffers(self.max_queue_bytes)
+        end.protocol = protocol
         self._next += 1
         bridge = OwnedSocket(end, front, self._next, self.outbox, self._forget_owned)
         self._owned[(front, self._next)] = bridge

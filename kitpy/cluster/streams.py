@@ -13,6 +13,8 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 
+import anyio
+
 from kitpy.cluster.transport import CHUNK_SIZE
 
 __all__ = ("WINDOW", "Inbound", "Outbound", "StreamBroken", "peek", "rechunk")
@@ -89,22 +91,31 @@ class Inbound:
 
 
 class Outbound:
-    """The sending side's credit for one body."""
+    """The sending side's credit for one body.
 
-    __slots__ = ("_broken", "_credit", "_waiter")
+    :meth:`break_` (the receiver's CANCEL, its node gone) stops :meth:`send_all`
+    wherever it waits: for credit, for NATS, or for the next chunk of the body's
+    source (a stream that produces slowly is not waited for).
+    """
+
+    __slots__ = ("_broken", "_credit", "_scope", "_waiter")
 
     def __init__(self, credit: int = 0) -> None:
         self._credit = credit
         self._broken: str | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._scope: anyio.CancelScope | None = None
 
     def grant(self, n: int) -> None:
         self._credit += n
         self._wake()
 
     def break_(self, reason: str) -> None:
-        self._broken = reason
+        if self._broken is None:
+            self._broken = reason
         self._wake()
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -114,7 +125,25 @@ class Outbound:
     async def send_all(
         self, chunks: AsyncIterator[bytes], send: Callable[[bytes, bool], Awaitable[None]]
     ) -> None:
-        """Send every chunk with ``send(chunk, end)`` as credit allows; the last has end."""
+        """Send every chunk with ``send(chunk, end)`` as credit allows; the last has end.
+
+        Raises:
+            StreamBroken: the stream was broken (or stalled) before its end was sent.
+        """
+        if self._broken is not None:
+            raise StreamBroken(self._broken)
+        scope = self._scope = anyio.CancelScope()
+        try:
+            with scope:
+                await self._send_each(chunks, send)
+        finally:
+            self._scope = None
+        if scope.cancelled_caught:
+            raise StreamBroken(self._broken or "stopped")
+
+    async def _send_each(
+        self, chunks: AsyncIterator[bytes], send: Callable[[bytes, bool], Awaitable[None]]
+    ) -> None:
         pending = await anext(chunks, None)
         while pending is not None:
             following = await anext(chunks, None)

@@ -143,12 +143,12 @@ class WebSocket:
         "_inbox_bytes",
         "_peer",
         "_peer_closed",
+        "_protocol",
         "_server_end",
         "_waiter",
         "close_code",
         "close_reason",
         "max_buffered_bytes",
-        "protocol",
         "state",
     )
 
@@ -165,9 +165,23 @@ class WebSocket:
         self.state = WebSocketState.CONNECTING
         self.close_code: int | None = None
         self.close_reason = ""
-        #: The subprotocol the server chose, once known.
-        self.protocol: str | None = None
+        self._protocol: str | None = None
         self._attachment: str | None = None
+
+    @property
+    def protocol(self) -> str | None:
+        """The subprotocol chosen in the handshake (its ``Sec-WebSocket-Protocol``), once known.
+
+        One value for the pair: whoever completes the handshake sets it on either end,
+        and both ends report it.
+        """
+        return self._protocol
+
+    @protocol.setter
+    def protocol(self, value: str | None) -> None:
+        self._protocol = value
+        if self._peer is not None:
+            self._peer._protocol = value
 
     # -- lifecycle ---------------------------------------------------------------------
 

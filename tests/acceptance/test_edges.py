@@ -40,6 +40,9 @@ async def get(event):
             if message == "close-me":
                 await server.close(4001, "done here")
                 return
+            if message == "protocol?":  # the subprotocol as the app's own end sees it
+                await server.send(repr(server.protocol))
+                continue
             await server.send(message)
 
     event.platform.wait_until(run())
@@ -395,6 +398,11 @@ def test_ws_subprotocol(server: Server) -> None:
         assert ws.subprotocol == "chat"
         ws.send("sub")
         assert ws.recv(timeout=5) == "sub"
+        ws.send("protocol?")
+        assert ws.recv(timeout=5) == "'chat'"
+    with connect(server.ws_url + "/locals-ws", open_timeout=5, close_timeout=5) as ws:
+        ws.send("protocol?")
+        assert ws.recv(timeout=5) == "None"
 
 
 def test_ws_hook_headers_on_101(server: Server) -> None:

@@ -23,12 +23,14 @@ import pytest
 from engines import NatsEngine, Node, Nodes
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from kitpy.cluster.transport import decode_frame, site_prefix
 
 pytestmark = pytest.mark.slow
 
 ROOM = """
+import asyncio
 import hashlib
 import os
 import time
@@ -36,6 +38,17 @@ import time
 from kitpy import DurableObject, Response, WebSocketPair, json
 
 NODE = os.environ["KITPY_NODE"]
+CLOSED = []  # the response streams of this node whose generator has finished
+
+
+async def stream(name, first, then_wait):
+    try:
+        yield b"x" * first
+        while True:
+            await asyncio.sleep(3600 if then_wait else 0)
+            yield b"y" * 65536
+    finally:
+        CLOSED.append(name)
 
 
 class Room(DurableObject):
@@ -45,9 +58,16 @@ class Room(DurableObject):
             client, server = WebSocketPair()
             self.state.accept_websocket(server, tags=[parts[1]])
             server.serialize_attachment({"who": parts[2]})
-            return Response(status=101, websocket=client)
+            offered = request.headers.get("sec-websocket-protocol", "").split(",")
+            offered = [name.strip() for name in offered if name.strip()]
+            headers = {"sec-websocket-protocol": offered[-1]} if offered else None
+            return Response(status=101, websocket=client, headers=headers)
         if parts[0] == "where":
             return json({"node": NODE})
+        if parts[0] in ("stream", "slow"):  # endless; "slow" waits after its first bytes
+            return Response(stream(parts[1], 200_000, parts[0] == "slow"))
+        if parts[0] == "closed":
+            return json(CLOSED)
         if parts[0] == "echo":
             body = await request.body()
             size = int(request.headers.get("x-reply-size", "0"))
@@ -89,6 +109,10 @@ class Room(DurableObject):
                 await peer.send(message[4:])
         elif message == "count":
             await ws.send(str(len(self.state.get_websockets())))
+        elif message == "protocol?":
+            await ws.send(repr(ws.protocol))
+        elif message == "hold":  # what the client sends meanwhile queues for this socket
+            await asyncio.sleep(10)
         else:
             await ws.send("echo:" + message)
 """
@@ -126,6 +150,7 @@ def site(tmp_path: Path) -> Path:
         "kitpy.toml": """
             [server]
             max_body_bytes = 4194304
+            ws_max_queue_bytes = 65536
 
             [objects]
             rooms = "objects.room:Room"
@@ -146,6 +171,16 @@ def where(node: Node, name: str) -> str:
     response = httpx.get(f"{node.url}/o/{name}/where", timeout=10)
     assert response.status_code == 200, response.text
     return str(response.json()["node"])
+
+
+def two_nodes(
+    nodes: Nodes, site: Path, prefix: str, lease_ttl: float | None = None
+) -> tuple[Node, Node]:
+    """Nodes ``<prefix>1`` and ``<prefix>2``; the first owns object ``r``."""
+    first = nodes.start(site, f"{prefix}1", lease_ttl=lease_ttl)
+    second = nodes.start(site, f"{prefix}2", lease_ttl=lease_ttl)
+    assert where(first, "r") == first.name
+    return first, second
 
 
 def socket(stack: ExitStack, node: Node, name: str, tag: str, who: str) -> ClientConnection:
@@ -318,9 +353,7 @@ def _count(ws: ClientConnection) -> str:
 def test_sigkill_of_the_owner_closes_sockets_held_elsewhere_with_1012(
     site: Path, cluster_nodes: Nodes
 ) -> None:
-    n1 = cluster_nodes.start(site, "k1", lease_ttl=1.0)
-    n2 = cluster_nodes.start(site, "k2", lease_ttl=1.0)
-    assert where(n1, "r") == "k1"
+    n1, n2 = two_nodes(cluster_nodes, site, "k", lease_ttl=1.0)
     with ExitStack() as stack:
         ws = socket(stack, n2, "r", "t", "x")
         ws.send("who")
@@ -336,9 +369,7 @@ def test_sigkill_of_the_owner_closes_sockets_held_elsewhere_with_1012(
 def test_sigterm_closes_own_clients_1001_and_other_nodes_sockets_1012(
     site: Path, cluster_nodes: Nodes
 ) -> None:
-    n1 = cluster_nodes.start(site, "s1")
-    n2 = cluster_nodes.start(site, "s2")
-    assert where(n1, "r") == "s1"
+    n1, n2 = two_nodes(cluster_nodes, site, "s")
     with ExitStack() as stack:
         own, other = socket(stack, n1, "r", "t", "own"), socket(stack, n2, "r", "t", "other")
         for ws in (own, other):
@@ -355,9 +386,7 @@ def test_sigterm_closes_own_clients_1001_and_other_nodes_sockets_1012(
 def test_sockets_of_a_killed_front_node_leave_the_owners_object(
     site: Path, cluster_nodes: Nodes
 ) -> None:
-    n1 = cluster_nodes.start(site, "f1", lease_ttl=1.0)
-    n2 = cluster_nodes.start(site, "f2", lease_ttl=1.0)
-    assert where(n1, "r") == "f1"
+    n1, n2 = two_nodes(cluster_nodes, site, "f", lease_ttl=1.0)
     with ExitStack() as stack:
         here = socket(stack, n1, "r", "t", "here")
         socket(stack, n2, "r", "t", "there").send("who")
@@ -366,3 +395,47 @@ def test_sockets_of_a_killed_front_node_leave_the_owners_object(
         n2.kill()
         here.send("count")
         eventually(lambda: _count(here) == "1")
+
+
+def test_a_bridged_socket_has_the_subprotocol_and_queue_bound_of_a_local_one(
+    site: Path, cluster_nodes: Nodes
+) -> None:
+    n1, n2 = two_nodes(cluster_nodes, site, "q")
+    offered = [Subprotocol("chat.v1"), Subprotocol("chat.v2")]
+    for node in (n1, n2):  # the object's own node, then another one
+        with connect(f"{node.ws_url}/o/r/ws/t/p", subprotocols=offered, open_timeout=10) as ws:
+            assert ws.subprotocol == "chat.v2"
+            ws.send("protocol?")
+            assert ws.recv(timeout=10) == "'chat.v2'"
+        with connect(f"{node.ws_url}/o/r/ws/t/p", open_timeout=10) as ws:
+            ws.send("protocol?")
+            assert ws.recv(timeout=10) == "None"
+        # ws_max_queue_bytes = 64 KiB: a client that sends 200 KB to an object busy with
+        # an earlier message of its socket is closed with 1008, also across nodes
+        with connect(f"{node.ws_url}/o/r/ws/t/q", open_timeout=10) as ws:
+            ws.send("hold")
+            for _ in range(20):
+                ws.send("z" * 10_000)
+            assert close_code(ws) == 1008
+
+
+def test_an_abandoned_streamed_response_stops_its_sender_on_the_owner(
+    site: Path, cluster_nodes: Nodes
+) -> None:
+    n1, n2 = two_nodes(cluster_nodes, site, "a")
+    # a client that goes away while the owner's stream waits for its next bytes
+    with httpx.stream("GET", f"{n2.url}/o/r/slow/gone", timeout=10) as response:
+        assert response.status_code == 200
+        assert len(next(response.iter_raw())) > 0
+    # a HEAD: the front node drops the streamed body unread
+    head = httpx.head(f"{n2.url}/o/r/stream/head", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    closed = httpx.get(f"{n1.url}/o/r/closed", timeout=10).json()
+    deadline = time.monotonic() + 20  # well below the 60 s a stalled stream may wait
+    while sorted(closed) != ["gone", "head"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        closed = httpx.get(f"{n1.url}/o/r/closed", timeout=10).json()
+    assert sorted(closed) == ["gone", "head"]
+    # the front node is fine: a whole body still streams through it
+    response = httpx.post(f"{n2.url}/o/r/echo", headers={"x-reply-size": "300000"}, timeout=20)
+    assert len(response.content) == 300_000

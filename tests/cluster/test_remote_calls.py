@@ -23,6 +23,7 @@ from fake_cluster import NodeParts, Table
 
 from kitpy import DurableObject, Request, Response, WebSocketPair
 from kitpy.cluster.remote import OwnerGone
+from kitpy.cluster.streams import WINDOW
 from kitpy.cluster.transport import CHUNK_SIZE, Transport
 from kitpy.errors import HTTPError
 from kitpy.http.websocket import WebSocket, WebSocketClosed
@@ -152,12 +153,25 @@ async def test_fetch_streams_bodies_larger_than_a_chunk_both_ways(
             await _tick()
         assert not b.remote._served
 
-        # a streamed response dropped unread does not leave its call behind
-        dropped = await stub.fetch("/down", headers={"x-reply-size": "300000"})
-        assert dropped.stream is not None and a.remote._calls
-        del dropped
+        # a streamed response dropped unread leaves no call behind, and stops the owner
+        # also when its whole window came (no later chunk would find the call gone)
+        dropped = await stub.fetch("/down", headers={"x-reply-size": "5000000"})
+        assert dropped.stream is not None and b.remote._served
+        (inbound,) = [call.inbound for call in a.remote._calls.values()]
+        assert inbound is not None
+        for _ in range(300):
+            if len(inbound._queue) >= WINDOW:
+                break
+            await _tick()
+        assert len(inbound._queue) == WINDOW  # the owner waits for credit now
+        del dropped, inbound
         gc.collect()
         assert not a.remote._calls
+        for _ in range(300):
+            if not b.remote._served:
+                break
+            await _tick()
+        assert not b.remote._served
 
         # a response body of bytes larger than a chunk streams as well
         whole = await stub.fetch("/bytes")

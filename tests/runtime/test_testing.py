@@ -21,6 +21,9 @@ async def serve(ws, prefix):
         if message == "close":
             await ws.close(4001, "asked to")
             return
+        if message == "protocol?":
+            await ws.send(repr(ws.protocol))
+            continue
         await ws.send(message if isinstance(message, bytes) else prefix + message)
 
 async def get(event):
@@ -125,8 +128,12 @@ def test_subprotocols(client_for: ClientFactory) -> None:
     client = client_for({"routes/ws.py": ECHO_WS})
     with client.websocket("/ws", subprotocols=["chat", "v2"]) as ws:
         assert ws.accepted_subprotocol == "chat"
+        ws.send_text("protocol?")  # the app's end knows it too, as under kitpy serve
+        assert ws.receive_text() == "'chat'"
     with client.websocket("/ws") as ws:
         assert ws.accepted_subprotocol is None
+        ws.send_text("protocol?")
+        assert ws.receive_text() == "None"
 
 
 def test_receive_times_out_instead_of_hanging(client_for: ClientFactory) -> None:
