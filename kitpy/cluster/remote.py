@@ -10,7 +10,9 @@ runs the event here when this node owns it, and otherwise sends it to the owner:
 - **fetch**: a FETCH frame with the request head and the body's first chunk; a body
   larger than one chunk streams after the owner's first CREDIT, and a response body
   larger than one chunk streams behind RESPONSE the same way
-  (:mod:`kitpy.cluster.streams`: at most ``WINDOW`` chunks in flight).
+  (:mod:`kitpy.cluster.streams`: at most ``WINDOW`` chunks in flight; a sender
+  kept waiting for credit probes with an empty CHUNK, and a CHUNK for a call the
+  receiver is done with is answered with CANCEL).
   A 101 bridges the socket (:mod:`kitpy.cluster.sockets`).
 - **alarm**: an ALARM frame: "this object's alarm is due; you own it, make sure it is
   armed". The owner's scheduler fires it, so it fires once.
@@ -332,7 +334,9 @@ class RemoteObjects:
         answer = await self._first_answer(number, call, key)
         if answer.kind is Kind.CREDIT and rest is not None:
             # The owner took the call: from here on it cannot be retried.
-            call.out = Outbound(int(answer.meta.get("n", WINDOW)))
+            call.out = Outbound(
+                int(answer.meta.get("n", WINDOW)), self._prober(node, number, False)
+            )
             self._spawn(lambda: self._pump(node, number, call.out, rest, reply=False))
             answer = await call.next()
             if answer.kind is Kind.FAILED:
@@ -485,6 +489,13 @@ class RemoteObjects:
         if self._calls.pop(number, None) is not None and not inbound.finished:
             self._send_soon(node, encode_frame(Kind.CANCEL, number, {"f": self.node}))
 
+    def _prober(self, node: str, number: int, reply: bool) -> Callable[[], None]:
+        """A stalled sender's question to ``node``, "do you still read this body?": an
+        empty CHUNK, which a node that forgot the call answers with CANCEL."""
+        meta: dict[str, Any] = {"f": self.node, "r": 1} if reply else {"f": self.node}
+        frame = encode_frame(Kind.CHUNK, number, meta)
+        return lambda: self._send_soon(node, frame)
+
     def _grant(self, node: str, number: int, n: int, reply: bool) -> None:
         meta: dict[str, Any] = {"f": self.node, "n": n}
         if reply:
@@ -584,9 +595,12 @@ class RemoteObjects:
 
     def _to_served(self, sender: str, frame: Frame) -> None:
         served = self._served.get((sender, frame.call))
-        if served is None:
-            return
         kind = frame.kind
+        if served is None:
+            if kind is Kind.CHUNK:  # a body (or a probe) for a call we are done with
+                cancel = encode_frame(Kind.CANCEL, frame.call, {"f": self.node, "r": 1})
+                self._send_soon(sender, cancel)
+            return
         if kind is Kind.CHUNK and served.inbound is not None:
             served.inbound.push(frame.body, bool(frame.meta.get("end")))
         elif kind is Kind.CREDIT and served.out is not None:
@@ -737,7 +751,7 @@ class RemoteObjects:
             first, rest = await peek(rechunk(source))
             if rest is not None:
                 head["more"] = 1
-                served.out = Outbound(WINDOW)
+                served.out = Outbound(WINDOW, self._prober(sender, number, True))
             await self.transport.send(sender, encode_frame(kind, number, head, first))
             if rest is not None:
                 await self._pump(sender, number, served.out, rest, reply=True)

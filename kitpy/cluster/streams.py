@@ -4,7 +4,9 @@ An HTTP body larger than one frame travels as CHUNK frames. The receiver grants
 *credit*: the sender may have at most ``WINDOW`` chunks sent and not yet taken by the
 receiving code, so neither side ever holds more than ``WINDOW * CHUNK_SIZE`` bytes of
 one body, whatever its size. A side that stops (a client went away, an error) sends
-CANCEL and the other side's stream ends with :class:`StreamBroken`.
+CANCEL and the other side's stream ends with :class:`StreamBroken`. A sender kept
+waiting for credit probes the receiver every :data:`PROBE_INTERVAL` seconds (an empty
+CHUNK); a receiver that no longer has the stream answers CANCEL.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ __all__ = ("WINDOW", "Inbound", "Outbound", "StreamBroken", "peek", "rechunk")
 WINDOW = 8
 #: Seconds a sender waits for credit, or a receiver for a chunk, before giving up.
 STALL_TIMEOUT = 60.0
+#: Seconds a sender waits for credit before it asks the receiver whether it still
+#: reads (a probe), and between probes: a receiver that forgot the stream answers with
+#: CANCEL, so even a lost CANCEL holds a sender this long only.
+PROBE_INTERVAL = 5.0
 
 
 class StreamBroken(Exception):
@@ -95,12 +101,14 @@ class Outbound:
 
     :meth:`break_` (the receiver's CANCEL, its node gone) stops :meth:`send_all`
     wherever it waits: for credit, for NATS, or for the next chunk of the body's
-    source (a stream that produces slowly is not waited for).
+    source (a stream that produces slowly is not waited for). While it waits for
+    credit, ``probe()`` is called every :data:`PROBE_INTERVAL` seconds.
     """
 
-    __slots__ = ("_broken", "_credit", "_scope", "_waiter")
+    __slots__ = ("_broken", "_credit", "_probe", "_scope", "_waiter")
 
-    def __init__(self, credit: int = 0) -> None:
+    def __init__(self, credit: int = 0, probe: Callable[[], None] | None = None) -> None:
+        self._probe = probe
         self._credit = credit
         self._broken: str | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -147,21 +155,31 @@ class Outbound:
         pending = await anext(chunks, None)
         while pending is not None:
             following = await anext(chunks, None)
-            while self._credit <= 0:
-                if self._broken is not None:
-                    raise StreamBroken(self._broken)
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await asyncio.wait_for(self._waiter, STALL_TIMEOUT)
-                except TimeoutError:
-                    raise StreamBroken("no credit for 60 s") from None
-                finally:
-                    self._waiter = None
+            if self._credit <= 0:
+                await self._wait_for_credit()
             if self._broken is not None:
                 raise StreamBroken(self._broken)
             self._credit -= 1
             await send(pending, following is None)
             pending = following
+
+    async def _wait_for_credit(self) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + STALL_TIMEOUT
+        while self._credit <= 0:
+            if self._broken is not None:
+                raise StreamBroken(self._broken)
+            left = give_up - loop.time()
+            if left <= 0:
+                raise StreamBroken(f"no credit for {STALL_TIMEOUT:g} s")
+            self._waiter = loop.create_future()
+            try:
+                await asyncio.wait_for(self._waiter, min(PROBE_INTERVAL, left))
+            except TimeoutError:
+                if self._probe is not None and self._broken is None:
+                    self._probe()
+            finally:
+                self._waiter = None
 
 
 async def rechunk(source: AsyncIterable[bytes] | Iterable[bytes]) -> AsyncIterator[bytes]:

@@ -22,8 +22,9 @@ from engines import NatsEngine
 from fake_cluster import NodeParts, Table
 
 from kitpy import DurableObject, Request, Response, WebSocketPair
+from kitpy.cluster import streams
 from kitpy.cluster.remote import OwnerGone
-from kitpy.cluster.streams import WINDOW
+from kitpy.cluster.streams import WINDOW, Inbound
 from kitpy.cluster.transport import CHUNK_SIZE, Transport
 from kitpy.errors import HTTPError
 from kitpy.http.websocket import WebSocket, WebSocketClosed
@@ -157,14 +158,9 @@ async def test_fetch_streams_bodies_larger_than_a_chunk_both_ways(
         # also when its whole window came (no later chunk would find the call gone)
         dropped = await stub.fetch("/down", headers={"x-reply-size": "5000000"})
         assert dropped.stream is not None and b.remote._served
-        (inbound,) = [call.inbound for call in a.remote._calls.values()]
-        assert inbound is not None
-        for _ in range(300):
-            if len(inbound._queue) >= WINDOW:
-                break
-            await _tick()
-        assert len(inbound._queue) == WINDOW  # the owner waits for credit now
-        del dropped, inbound
+        (call,) = a.remote._calls.values()
+        await window_filled(call.inbound)  # the owner waits for credit now
+        del dropped, call
         gc.collect()
         assert not a.remote._calls
         for _ in range(300):
@@ -185,6 +181,27 @@ async def test_fetch_streams_bodies_larger_than_a_chunk_both_ways(
         with pytest.raises(HTTPError) as raised:
             await stub.fetch("/404")
         assert raised.value.status == 404
+
+
+async def test_a_stalled_sender_probes_and_stops_when_the_reader_forgot_the_stream(
+    nats_server: NatsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams, "PROBE_INTERVAL", 0.2)
+    async with cluster(nats_server.url, ["a9", "b9"]) as (table, (a, b)):
+        await b.system.namespace("counters").get_by_name("big").increment()
+        stub = a.system.namespace("counters").get_by_name("big")
+        response = await stub.fetch("/down", headers={"x-reply-size": "5000000"})
+        assert response.stream is not None
+        (number,) = a.remote._calls
+        await window_filled(a.remote._calls[number].inbound)  # the owner waits for credit
+        # the reader's node forgets the call and its CANCEL is lost: only a probe tells
+        a.remote._calls.pop(number)
+        for _ in range(1000):
+            if not b.remote._served:
+                break
+            await _tick()
+        assert not b.remote._served
+        del response
 
 
 async def test_not_owner_answers_make_the_caller_locate_again(nats_server: NatsEngine) -> None:
@@ -284,6 +301,16 @@ def _room(node: NodeParts) -> Any:
 
 async def _tick() -> None:
     await anyio.sleep(0.01)
+
+
+async def window_filled(inbound: Inbound | None) -> None:
+    """Until a whole window of chunks has arrived (the sender must wait for credit)."""
+    assert inbound is not None
+    for _ in range(300):
+        if len(inbound._queue) >= WINDOW:
+            break
+        await _tick()
+    assert len(inbound._queue) == WINDOW
 
 
 async def test_garbage_on_a_nodes_subject_is_logged_and_dropped(
