@@ -43,7 +43,7 @@ from kitpy.http.websocket import WebSocketClosed
 from kitpy.runtime.compress import compress_response
 from kitpy.runtime.config import ServerConfig
 from kitpy.runtime.dispatch import dispatch
-from kitpy.runtime.event import Env, Platform, RequestEvent, client_and_url
+from kitpy.runtime.event import Env, Platform, RequestEvent, client_and_url, set_cookie_headers
 from kitpy.runtime.hooks import (
     call_handle,
     http_error_response,
@@ -133,6 +133,12 @@ class SiteApp:
             site.config.server.limits.get("shutdown_timeout", DEFAULT_TASK_GRACE)
         )
         self._static = _static_files(site.static_dir, site.config.server)
+        # Read once here, not per request (the config is frozen).
+        server = site.config.server
+        self._trusts_proxies = bool(server.trusted_proxies)
+        self._cookie_secret = server.cookie_secret
+        self._handler_timeout = server.handler_timeout
+        self._compress = server.compress
         self._tasks: TaskGroup | None = None
         self._loop_thread: int | None = None
         self._running = 0
@@ -227,16 +233,24 @@ class SiteApp:
         raw_path = request.url.raw_path
         if len(raw_path) > 1 and raw_path.endswith("/"):
             return _trailing_slash_redirect(request)
-        client, request = client_and_url(request, self.site.config.server)
-        match = self.site.table.match(request.url.raw_path)
-        event = RequestEvent(
-            request,
-            platform=self.platform,
-            params=dict(match.params) if match else {},
-            route=match.route.id if match else None,
-            client=client,
-            cookie_secret=self.site.config.server.cookie_secret,
-        )
+        if self._trusts_proxies:
+            client, request = client_and_url(request, self.site.config.server)
+        else:
+            client = request.client
+        match = self.site.table.match(raw_path)
+        if match is None:
+            event = RequestEvent(
+                request, platform=self.platform, client=client, cookie_secret=self._cookie_secret
+            )
+        else:
+            event = RequestEvent(
+                request,
+                platform=self.platform,
+                params=dict(match.params),
+                route=match.route.id,
+                client=client,
+                cookie_secret=self._cookie_secret,
+            )
         handle = self.site.handle
         try:
             if handle is None:
@@ -252,10 +266,10 @@ class SiteApp:
         except Exception as exc:
             logger.error("hooks.py: handle() raised", exc_info=exc)
             response = await self._unexpected(exc, event)
-        for value in event.cookies.set_cookie_headers():
+        for value in set_cookie_headers(event):
             response.headers.add("set-cookie", value)
-        server = self.site.config.server
-        if server.compress:
+        if self._compress:
+            server = self.site.config.server
             response = await compress_response(
                 event.request,
                 response,
@@ -279,9 +293,7 @@ class SiteApp:
                     return page
                 raise HTTPError(404)
             where = endpoint.file
-            return await dispatch(
-                endpoint, event, time_limit=self.site.config.server.handler_timeout
-            )
+            return await dispatch(endpoint, event, time_limit=self._handler_timeout)
         except HTTPError as exc:
             return http_error_response(exc, event.request)
         except ResultError as exc:

@@ -18,6 +18,7 @@ import inspect
 import logging
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
+from enum import Enum, auto
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -60,6 +61,24 @@ def on_loop(function: _F) -> _F:
     return function
 
 
+class _Mode(Enum):
+    """How a handler is called, decided once when the route file is loaded."""
+
+    ASYNC = auto()  # async def: awaited on the loop
+    LOOP = auto()  # plain def marked @on_loop: called on the loop
+    THREAD = auto()  # plain def: run in a worker thread
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What one request method resolves to in one route file."""
+
+    handler: Callable[..., Any]
+    mode: _Mode
+    #: ``routes/x.py: get()``, for log lines and error messages.
+    where: str
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """The handlers of one route file."""
@@ -68,6 +87,34 @@ class Endpoint:
     #: The route file as shown to users, relative to the site (``routes/x.py``).
     file: str
     handlers: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: Request method -> its handler, built once here so a request does no look-ups
+    #: beyond one dict get (methods absent here go to ``fallback``).
+    _calls: dict[str, _Call] = field(init=False, repr=False, compare=False)
+    _fallback: _Call | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        calls = {name: self._call_for(name) for name in self.handlers}
+        fallback = calls.get("fallback")
+        by_method = {name.upper(): calls.get(name, fallback) for name in HANDLER_NAMES}
+        by_method["HEAD"] = calls.get("get", fallback)
+        object.__setattr__(
+            self, "_calls", {m: call for m, call in by_method.items() if call is not None}
+        )
+        object.__setattr__(self, "_fallback", fallback)
+
+    def _call_for(self, name: str) -> _Call:
+        handler = self.handlers[name]
+        if inspect.iscoroutinefunction(handler):
+            mode = _Mode.ASYNC
+        elif getattr(handler, _ON_LOOP, False):
+            mode = _Mode.LOOP
+        else:
+            mode = _Mode.THREAD
+        return _Call(handler, mode, f"{self.file}: {name}()")
+
+    def call_for(self, method: str) -> _Call | None:
+        """The handler that answers ``method`` (upper case), or None (a 405)."""
+        return self._calls.get(method, self._fallback)
 
     def methods(self) -> list[str]:
         """The methods handled, as ``Allow`` lists them (OPTIONS always included)."""
@@ -126,51 +173,37 @@ async def dispatch(
         ResultError: the handler returned something that is not a response.
     """
     method = event.request.method
-    handlers = endpoint.handlers
-    head = method == "HEAD"
-    if head:
-        name = "get" if "get" in handlers else "fallback"
-    else:
-        name = method.lower() if method.lower() in HANDLER_NAMES else "fallback"
-        if name not in handlers:
-            name = "fallback"
-    handler = handlers.get(name)
-    if handler is None:
+    call = endpoint.call_for(method)
+    if call is None:
         allow = endpoint.allow()
         if method == "OPTIONS":
             return Response(None, 204, {"allow": allow})
         raise HTTPError(405, None, {"allow": allow})
-
-    where = f"{endpoint.file}: {name}()"
-    result = await _call(handler, event, where, time_limit)
-    response = to_response(result, where)
-    if head:
+    try:
+        if time_limit is None:
+            # No handler_timeout (the default): no cancel scope to enter and leave.
+            result = await _run(call, event, abandon=False)
+        else:
+            with anyio.fail_after(time_limit):
+                result = await _run(call, event, abandon=True)
+    except TimeoutError:
+        logger.error("%s did not return within handler_timeout (%ss)", call.where, time_limit)
+        raise HTTPError(503, "The handler took too long to answer.") from None
+    response = to_response(result, call.where)
+    if method == "HEAD":
         await _strip_body(response)
     return response
 
 
-async def _call(
-    handler: Callable[..., Any], event: RequestEvent, where: str, time_limit: float | None
-) -> Any:
-    try:
-        if time_limit is None:
-            # No handler_timeout (the default): no cancel scope to enter and leave.
-            return await _run(handler, event, abandon=False)
-        with anyio.fail_after(time_limit):
-            return await _run(handler, event, abandon=True)
-    except TimeoutError:
-        logger.error("%s did not return within handler_timeout (%ss)", where, time_limit)
-        raise HTTPError(503, "The handler took too long to answer.") from None
-
-
-async def _run(handler: Callable[..., Any], event: RequestEvent, *, abandon: bool) -> Any:
-    if inspect.iscoroutinefunction(handler):
-        result = await handler(event)
-    elif getattr(handler, _ON_LOOP, False):
-        result = handler(event)
+async def _run(call: _Call, event: RequestEvent, *, abandon: bool) -> Any:
+    mode = call.mode
+    if mode is _Mode.ASYNC:
+        result = await call.handler(event)
+    elif mode is _Mode.LOOP:
+        result = call.handler(event)
     else:
         # abandon_on_cancel: with a timeout, stop waiting for a stuck thread.
-        result = await anyio.to_thread.run_sync(handler, event, abandon_on_cancel=abandon)
+        result = await anyio.to_thread.run_sync(call.handler, event, abandon_on_cancel=abandon)
     if type(result) is not dict and inspect.isawaitable(result):
         result = await result
     return result

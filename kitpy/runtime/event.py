@@ -23,7 +23,7 @@ from kitpy.http.request import Request
 from kitpy.http.url import URL
 from kitpy.runtime.config import ServerConfig
 
-__all__ = ("Env", "Platform", "RequestEvent", "client_and_url")
+__all__ = ("Env", "Platform", "RequestEvent", "client_and_url", "set_cookie_headers")
 
 
 class Env:
@@ -89,7 +89,17 @@ class Platform:
 class RequestEvent:
     """The one argument of every hook and handler."""
 
-    __slots__ = ("client", "cookies", "locals", "params", "platform", "request", "route", "url")
+    __slots__ = (
+        "_cookie_secret",
+        "_cookies",
+        "client",
+        "locals",
+        "params",
+        "platform",
+        "request",
+        "route",
+        "url",
+    )
 
     def __init__(
         self,
@@ -107,11 +117,29 @@ class RequestEvent:
         self.route = route
         self.locals: dict[str, Any] = {}
         self.platform = platform
-        self.cookies = Cookies(request.headers.get("cookie"), request.url.host, cookie_secret)
         self.client = client if client is not None else request.client
+        self._cookie_secret = cookie_secret
+        self._cookies: Cookies | None = None
+
+    @property
+    def cookies(self) -> Cookies:
+        """The request's cookies, and the Set-Cookie headers to send (made on first use)."""
+        cookies = self._cookies
+        if cookies is None:
+            request = self.request
+            cookies = self._cookies = Cookies(
+                request.headers.get("cookie"), request.url.host, self._cookie_secret
+            )
+        return cookies
 
     def __repr__(self) -> str:
         return f"<RequestEvent {self.request.method} {self.url.raw_path} route={self.route!r}>"
+
+
+def set_cookie_headers(event: RequestEvent) -> list[str]:
+    """The Set-Cookie values queued through ``event.cookies`` (none if it was unused)."""
+    cookies = event._cookies
+    return [] if cookies is None else cookies.set_cookie_headers()
 
 
 def client_and_url(
