@@ -41,6 +41,8 @@ from .segments import Param, ParamKind, Segment, encode_static
 __all__ = ("RouteMatch", "RouteTrie", "decode_param", "decode_path", "split_path")
 
 NO_RANK = 1 << 62
+#: How many paths :meth:`RouteTrie.match` remembers (see there).
+STATIC_CACHE_SIZE = 4096
 _KEPT_ESCAPES = re.compile(r"%(2[fF]|3[fF]|23|25)")
 
 Matcher = Callable[[str], bool]
@@ -124,8 +126,13 @@ class RouteTrie:
     def __init__(self, routes: Iterable[RouteSpec], matchers: Mapping[str, Matcher]) -> None:
         self._root = _Node()
         self._matchers = matchers
+        #: Routes without parameters, by id, and the paths already matched to one.
+        self._static_ids: set[str] = set()
+        self._static_hits: dict[str, RouteMatch] = {}
         for rank, route in enumerate(routes):
             self._insert(route, rank)
+            if not route.params:
+                self._static_ids.add(route.id)
         self._finish(self._root)
 
     def _insert(self, route: RouteSpec, rank: int) -> None:
@@ -190,12 +197,25 @@ class RouteTrie:
         return best
 
     def match(self, raw_path: str) -> RouteMatch | None:
-        """The best-ranked route matching ``raw_path`` (percent-encoded, no query)."""
+        """The best-ranked route matching ``raw_path`` (percent-encoded, no query).
+
+        A path that a route without parameters matched is remembered (up to
+        :data:`STATIC_CACHE_SIZE` of them), so ``/`` or ``/about`` is one dict look-up.
+        That route wins whatever the matchers say: among the routes that match a path, a
+        fully static one comes first in the precedence order. The cached match is shared:
+        its ``params`` (empty) must not be changed.
+        """
+        found = self._static_hits.get(raw_path)
+        if found is not None:
+            return found
         search = _Search(split_path(raw_path))
         search.walk(self._root, 0)
         if search.route is None:
             return None
-        return RouteMatch(search.route, search.result)
+        found = RouteMatch(search.route, search.result)
+        if search.route.id in self._static_ids and len(self._static_hits) < STATIC_CACHE_SIZE:
+            self._static_hits[raw_path] = found
+        return found
 
 
 class _Search:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kitpy.routing import RouteMatch, RouteSpec, RouteTable, build_table
+from kitpy.routing import RouteMatch, RouteSpec, RouteTable, build_table, trie
 from kitpy.routing.segments import Param, ParamKind, encode_static
 from kitpy.routing.trie import decode_path, split_path
 
@@ -482,4 +482,41 @@ def test_trie_agrees_with_linear_scan(seed: int) -> None:
     for _ in range(60):
         tokens = [rng.choice(PATH_TOKENS) for _ in range(rng.randint(0, 5))]
         path = "/" + "/".join(tokens)
-        assert _match(table, path) == _reference_match(table, path), path
+        want = _reference_match(table, path)
+        assert _match(table, path) == want, path
+        assert _match(table, path) == want, f"{path} (again: a remembered match)"
+
+
+def test_static_matches_are_remembered_whatever_the_matchers_say() -> None:
+    calls: list[str] = []
+
+    def picky(value: str) -> bool:
+        calls.append(value)
+        return value == "yes"
+
+    table = RouteTable(
+        [_spec("/[x=picky]"), _spec("/no"), _spec("/a/[id]"), _spec("/[...rest]")],
+        {"picky": picky},
+    )
+    first = table.match("/no")
+    assert first is not None and first.route.id == "/no"
+    assert table.match("/no") is first  # the second look-up is the dict's
+    assert _match(table, "/yes") == ("/[x=picky]", {"x": "yes"})
+    assert _match(table, "/maybe") == ("/[...rest]", {"rest": "maybe"})
+    assert _match(table, "/maybe") == ("/[...rest]", {"rest": "maybe"})
+    assert calls.count("maybe") == 2  # a match with parameters is never remembered
+    one, two = table.match("/a/1"), table.match("/a/2")
+    assert one is not None and two is not None and one.params == {"id": "1"}
+    assert two.params == {"id": "2"}
+
+
+def test_the_remembered_matches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trie, "STATIC_CACHE_SIZE", 3)
+    table = RouteTable([_spec("/about")])
+    # Every spelling of /about is remembered apart; only the first three are kept.
+    spellings = ["/about", "/%61bout", "/a%62out", "/ab%6Fut", "/abo%75t"]
+    for path in spellings:
+        assert _match(table, path) == ("/about", {}), path
+    assert len(table._trie._static_hits) == 3
+    for path in spellings:
+        assert _match(table, path) == ("/about", {}), path
