@@ -12,7 +12,16 @@ from kitpy.http.headers import Headers, HeadersInit
 if TYPE_CHECKING:
     from kitpy.http.websocket import WebSocket
 
-__all__ = ("Body", "Response", "error", "html", "json", "redirect", "text")
+__all__ = (
+    "Body",
+    "Response",
+    "checked_response",
+    "error",
+    "html",
+    "json",
+    "redirect",
+    "text",
+)
 
 Body = str | bytes | AsyncIterable[bytes] | Iterable[bytes] | None
 
@@ -70,6 +79,20 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+
+def checked_response(body: bytes, status: int, content_type: str | None) -> Response:
+    """A Response from parts already known to be valid (a status from 100 to 599 and
+    bytes), with ``content_type`` as its only header (none when None): what
+    ``Response(body, status, {"content-type": ...})`` makes, without its checks."""
+    response = Response.__new__(Response)
+    response.status = status
+    response.headers = Headers.__new__(Headers)
+    response.headers._items = [] if content_type is None else [("content-type", content_type)]
+    response.websocket = None
+    response.stream = None
+    response.body = body
+    return response
 
 
 def json(data: Any, status: int = 200, headers: HeadersInit = None) -> Response:

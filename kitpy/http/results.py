@@ -8,7 +8,7 @@ from typing import Any
 
 from kitpy.errors import KitpyError
 from kitpy.http.headers import Headers
-from kitpy.http.response import JSON_TYPE, Response
+from kitpy.http.response import BYTES_TYPE, JSON_TYPE, TEXT_TYPE, Response, checked_response
 
 __all__ = ("ResultError", "to_response")
 
@@ -80,8 +80,8 @@ def to_response(result: Any, where: str) -> Response:
 
 
 def _from_dict(result: dict[Any, Any], where: str) -> Response:
-    unknown = [key for key in result if key not in _DICT_KEYS]
-    if unknown:
+    if not _DICT_KEYS.issuperset(result):
+        unknown = [key for key in result if key not in _DICT_KEYS]
         keys = ", ".join(repr(k) for k in unknown)
         noun = "key" if len(unknown) == 1 else "keys"
         raise ResultError(
@@ -90,31 +90,47 @@ def _from_dict(result: dict[Any, Any], where: str) -> Response:
             f'"headers", "body" (put data under "body")',
         )
     status = result.get("status", 200)
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+    if type(status) is not int and (isinstance(status, bool) or not isinstance(status, int)):
+        raise ResultError(where, f'"status" must be an int from 100 to 599, got {status!r}')
+    if not 100 <= status <= 599:
         raise ResultError(where, f'"status" must be an int from 100 to 599, got {status!r}')
     raw_headers = result.get("headers")
+    body = result.get("body")
+    if raw_headers is None:
+        # The common case ({"body": ...}): nothing left to check, no Headers to merge.
+        if type(body) is str:
+            return checked_response(body.encode(), status, TEXT_TYPE)
+        if type(body) is bytes:
+            return checked_response(body, status, BYTES_TYPE)
+        if type(body) is dict or type(body) is list:
+            return checked_response(_json_body(body, where), status, JSON_TYPE)
+        if body is None:
+            return checked_response(b"", status, None)
     try:
         headers = None if raw_headers is None else _headers(raw_headers)
     except (TypeError, ValueError) as exc:
         raise ResultError(where, f'bad "headers": {exc}') from None
-    body = result.get("body")
     if body is None or isinstance(body, str | bytes):
         return Response(body, status, headers)
     if isinstance(body, dict | list):
-        try:
-            data = _JSON_ENCODER.encode(body)
-        except (TypeError, ValueError) as exc:
-            raise ResultError(where, f'"body" is not JSON-serializable: {exc}') from None
+        data = _json_body(body, where)
         if headers is None:
             headers = Headers()
         if "content-type" not in headers:
             headers.add("content-type", JSON_TYPE)
-        return Response(data.encode(), status, headers)
+        return Response(data, status, headers)
     raise ResultError(
         where,
         f'"body" must be str, bytes, dict, list or None, got {_describe(body)} '
         f"(return a Response to stream)",
     )
+
+
+def _json_body(body: dict[Any, Any] | list[Any], where: str) -> bytes:
+    try:
+        return _JSON_ENCODER.encode(body).encode()
+    except (TypeError, ValueError) as exc:
+        raise ResultError(where, f'"body" is not JSON-serializable: {exc}') from None
 
 
 def _headers(value: Any) -> Headers:

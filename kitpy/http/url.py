@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from kitpy.http.multidict import MultiDict
@@ -111,6 +112,7 @@ class URL:
         return hash(str(self))
 
 
+@lru_cache(maxsize=256)  # one Host value per site, mostly: parse it once
 def _split_host(value: str) -> tuple[str, int | None]:
     """Split a Host header into host and port; IPv6 literals keep no brackets."""
     value = value.strip()

@@ -10,6 +10,8 @@ import pytest
 from .conftest import ClientFactory
 
 SHAPES = """
+from http import HTTPStatus
+
 from kitpy import Response, json, text, html, redirect, error
 
 async def get(event):
@@ -26,6 +28,8 @@ async def get(event):
         return {"body": [1, "two"]}
     if kind == "none":
         return {"status": 204, "body": None}
+    if kind == "enum-status":
+        return {"status": HTTPStatus.CREATED, "body": "made"}
     if kind == "headers":
         return {"headers": {"x-one": "1", "content-type": "text/csv"}, "body": "a,b"}
     if kind == "header-pairs":
@@ -58,6 +62,9 @@ async def get(event):
         pytest.param("dict", 201, "application/json", b'{"a":[1,2]}', id="dict-body"),
         pytest.param("list", 200, "application/json", b'[1,"two"]', id="list-body"),
         pytest.param("none", 204, None, b"", id="none-body"),
+        pytest.param(
+            "enum-status", 201, "text/plain; charset=utf-8", b"made", id="int-enum-status"
+        ),
         pytest.param("headers", 200, "text/csv", b"a,b", id="headers-win"),
         pytest.param("json", 202, "application/json", b'{"ok":true}', id="json-helper"),
         pytest.param("text", 418, "text/plain; charset=utf-8", b"plain", id="text-helper"),
