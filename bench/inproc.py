@@ -1,12 +1,14 @@
 """CPU per request of kitpy's Python stack alone: no sockets, no kernel, no load generator.
 
     python bench/inproc.py [--route hello|json|sync] [--requests 20000] [--profile]
-                           [--no-uvloop]
+                           [--no-uvloop] [--reader plain|httptools|h11]
 
 Loads bench/sites/hello as ``kitpy serve`` does and feeds one connection, in memory,
 the request wrk sends (one request per read, as on a keep-alive connection under
 wrk), discarding the answers; the access log is formatted and written to /dev/null
-as ``serve`` writes it to stderr. Prints microseconds of CPU per request (best of 5
+as ``serve`` writes it to stderr. ``--reader`` picks the request-head reader
+(default: the one ``serve`` uses, httptools when ``kitpy[fast]`` is installed; ``h11``:
+every request through the h11 reference path). Prints microseconds of CPU per request (best of 5
 batches). ``--profile`` prints cProfile's top functions instead. The number is
 repeatable on a busy machine far better than a loopback benchmark, which makes it
 the figure to compare changes of the hot path by; bench/run.py stays the one that
@@ -68,13 +70,25 @@ async def _batch(app: Any, request: bytes, count: int, log: Any) -> float:
     return elapsed
 
 
+def connection_reader() -> str:
+    """The head reader the connections of this run use."""
+    from kitpy.server import connection
+
+    return "h11" if connection.HEAD_READER is False else str(connection.HEAD_READER)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--route", choices=sorted(TARGETS), default="hello")
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--reader", choices=("plain", "httptools", "h11"))
     args = parser.parse_args()
+    if args.reader is not None:
+        from kitpy.server import connection
+
+        connection.HEAD_READER = False if args.reader == "h11" else args.reader
 
     from kitpy.runtime.app import load_app
     from kitpy.server.accesslog import StderrLog
@@ -96,7 +110,10 @@ def main() -> None:
                 stats.sort_stats("tottime").print_stats(35)
                 return
             best = min([await _batch(app, request, args.requests, log) for _ in range(5)])
-            print(f"{args.route}: {best / args.requests * 1e6:.2f} us of CPU per request")
+            reader = connection_reader()
+            print(
+                f"{args.route} ({reader}): {best / args.requests * 1e6:.2f} us of CPU per request"
+            )
 
     if args.uvloop:
         import uvloop

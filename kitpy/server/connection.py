@@ -68,7 +68,7 @@ _STREAM_ERRORS = (
 )
 _TEXT = "text/plain; charset=utf-8"
 #: The request-head reader: httptools' C parser with ``kitpy[fast]``, else the plain one.
-HEAD_READER = best_reader()
+HEAD_READER: bool | str = best_reader()
 
 
 class ConnectionState(Enum):
@@ -86,6 +86,10 @@ def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> 
     response = Response(message + "\n", status, headers)
     response.headers["content-type"] = _TEXT
     return response
+
+
+_IDLE = ConnectionState.IDLE
+_BUSY = ConnectionState.BUSY
 
 
 class _RequestBody:
@@ -213,41 +217,54 @@ class _Connection:
     async def _serve(self) -> None:
         protocol = self.protocol
         scope = self.scope
+        stream = self.stream
+        trio = self.loop is None
+        # Whether the protocol may have an event before the next read: at first (the
+        # stream may be at its end already), then when bytes of the next request came
+        # with the previous one (pipelining). Else reading comes first, and
+        # next_event() is asked once per request.
+        ready = True
         while not self.draining:
-            self.state = ConnectionState.IDLE
+            self.state = _IDLE
             try:
-                event = protocol.next_event()
+                event = protocol.next_event() if ready else NEED_DATA
                 if event is NEED_DATA:
-                    if self.loop is None:
+                    if trio:
                         scope.deadline = protocol.deadline()
                     else:
                         self.awaiting_head = True
-                        self._arm_timer(protocol.deadline())
+                        if self.timer is None:
+                            # A timer already set fires by the new deadline (deadlines
+                            # only move later) and sets itself again for it.
+                            self._arm_timer(protocol.deadline())
                     try:
                         while True:
-                            data = await self.receive()
+                            try:
+                                data = await stream.receive(RECEIVE_SIZE)
+                            except _STREAM_ERRORS:
+                                data = b""
                             protocol.receive_data(data)
                             event = protocol.next_event()
                             if event is not NEED_DATA:
                                 break
                             if data:  # part of a head: now the header timeout runs
-                                self.state = ConnectionState.BUSY
-                                if self.loop is None:
+                                self.state = _BUSY
+                                if trio:
                                     scope.deadline = protocol.deadline()
                     finally:
                         self.awaiting_head = False
-                    if self.loop is None:
+                    if trio:
                         scope.deadline = math.inf
             except ProtocolError as exc:
                 await self._protocol_error(exc, time.perf_counter())
                 return
-            if not isinstance(event, RequestHead):
+            if type(event) is not RequestHead:
                 return  # the client closed between requests
-            self.state = ConnectionState.BUSY
+            self.state = _BUSY
             self.fresh = False
             if not await self._handle(event):
                 return
-            protocol.start_next_cycle()
+            ready = protocol.start_next_cycle()
 
     def _arm_timer(self, when: float) -> None:
         """Have :meth:`_on_timer` run by ``when`` (asyncio); a timer due earlier will do."""

@@ -102,6 +102,18 @@ def _reader(fast: bool | str) -> HeadReader | None:
     raise ValueError(f"fast must be True, False or one of {FAST_READERS}, got {fast!r}")
 
 
+def _tokens(connection: bytes) -> set[bytes]:
+    """The tokens of (lower-cased, comma-joined) ``Connection`` header values."""
+    return {token.strip() for token in connection.split(b",")}
+
+
+def _too_large(content_length: int, limits: Limits) -> ProtocolError:
+    return ProtocolError(
+        f"request body of {content_length} bytes is larger than {limits.max_body_bytes} bytes",
+        status=413,
+    )
+
+
 _BODY_END = BodyEnd()
 _CONNECTION_CLOSED = ConnectionClosed()
 _INF = math.inf
@@ -238,7 +250,7 @@ class HTTP11Protocol:
                     parsed = read(buf, end)
                     if parsed is not None:
                         self._buf = buf[end + 4 :]
-                        return self._plain_head(buf[: end + 4], *parsed)
+                        return self._plain_head(end + 4, *parsed)
             conn = self._use_h11()
         elif self._chunks is not None:
             self._check_chunks(self._chunks)
@@ -268,18 +280,52 @@ class HTTP11Protocol:
 
     def _plain_head(
         self,
-        raw: bytes,
+        size: int,
         method: bytes,
         target: bytes,
         version: str,
         headers: list[tuple[bytes, bytes]],
+        fields: dict[bytes, bytes],
     ) -> RequestHead:
-        """The head the plain reader took; the body, if any, is counted here."""
-        self._check_head_size(raw)
-        head = self._make_head(method, target, version, headers)
-        length = head.content_length
-        if length:
-            self._body_left = length
+        """The head (of ``size`` bytes) the plain reader took; its body is counted here.
+
+        ``fields`` is ``dict(headers)``: when no name repeats it tells all there is
+        to know about the head in a few lookups; else :meth:`_make_head` reads the
+        pairs one by one, as for h11. The plain reader never takes Transfer-Encoding
+        or Upgrade.
+        """
+        limits = self._limits
+        if size > limits.max_header_bytes:
+            raise ProtocolError(
+                f"request head larger than {limits.max_header_bytes} bytes", status=431
+            )
+        if len(fields) != len(headers):
+            head = self._make_head(method, target, version, headers)
+        else:
+            get = fields.get
+            digits = get(b"content-length")
+            content_length = None if digits is None else int(digits)
+            connection = get(b"connection")
+            self.keep_alive = keep_alive = version == "1.1" and (
+                connection is None or b"close" not in _tokens(b"," + connection.lower())
+            )
+            expect = get(b"expect")
+            head = self.head = RequestHead(
+                method.decode("ascii"),
+                target.decode("latin-1"),
+                headers,
+                version,
+                get(b"host", b"").decode("latin-1"),
+                keep_alive,
+                expect is not None and version == "1.1" and expect.lower() == b"100-continue",
+                content_length,
+                False,
+                None,
+            )
+            if content_length is not None and content_length > limits.max_body_bytes:
+                raise _too_large(content_length, limits)
+        if head.content_length:
+            self._body_left = head.content_length
         else:
             self.body_done = True
         return head
@@ -374,19 +420,19 @@ class HTTP11Protocol:
                 expect = value.lower() == b"100-continue"
             elif name == b"upgrade":
                 upgrade = value
-        tokens = {token.strip() for token in connection.split(b",")} if connection else set()
+        tokens = _tokens(connection) if connection else set()
         self.keep_alive = version == "1.1" and b"close" not in tokens
         head = RequestHead(
-            method=method.decode("ascii"),
-            target=target.decode("latin-1"),
-            headers=headers,
-            http_version=version,
-            host=host.decode("latin-1"),
-            keep_alive=self.keep_alive,
-            expect_continue=expect and version == "1.1",
-            content_length=content_length,
-            chunked=chunked,
-            upgrade=upgrade.decode("latin-1").strip().lower()
+            method.decode("ascii"),
+            target.decode("latin-1"),
+            headers,
+            version,
+            host.decode("latin-1"),
+            self.keep_alive,
+            expect and version == "1.1",
+            content_length,
+            chunked,
+            upgrade.decode("latin-1").strip().lower()
             if upgrade is not None and b"upgrade" in tokens
             else None,
         )
@@ -398,11 +444,7 @@ class HTTP11Protocol:
                 "Bad Request: both Content-Length and Transfer-Encoding", status=400
             )
         if content_length is not None and content_length > limits.max_body_bytes:
-            raise ProtocolError(
-                f"request body of {content_length} bytes is larger than "
-                f"{limits.max_body_bytes} bytes",
-                status=413,
-            )
+            raise _too_large(content_length, limits)
         return head
 
     @property
@@ -456,10 +498,13 @@ class HTTP11Protocol:
         self._raw = b""
         self._chunks = None
 
-    def start_next_cycle(self) -> None:
+    def start_next_cycle(self) -> bool:
         """Get ready for the next request on a kept-alive connection.
 
         Only valid when the request body is complete and :attr:`keep_alive` holds.
+        Returns whether :meth:`next_event` may have an event before more bytes come
+        (bytes of the next request are buffered, or the client closed): when not, it
+        would answer ``NEED_DATA``, and the caller may read the connection first.
         """
         if not (self.body_done and self.keep_alive):
             raise RuntimeError("start_next_cycle() needs a complete, kept-alive exchange")
@@ -469,6 +514,7 @@ class HTTP11Protocol:
         self._reset()
         self._buf = data
         self._fed = len(data)
+        return bool(data) or self._eof
 
     # -- responding ----------------------------------------------------------------------
 
@@ -517,11 +563,11 @@ class HTTP11Protocol:
             status,
             headers,
             body,
-            method=head.method if head is not None else None,
-            http_version=head.http_version if head is not None else None,
-            keep_alive=keep_alive,
-            reusable=not keep_alive or self._reusable(),
-            request_id=request_id,
+            None if head is None else head.method,
+            None if head is None else head.http_version,
+            keep_alive,
+            not keep_alive or self.body_done or self._reusable(),
+            request_id,
         )
         return data, framing
 

@@ -102,6 +102,7 @@ def parse_native_head(buf: bytes, end: int) -> PlainHead | None:
         or _BAD_TARGET.search(target) is not None
     ):
         return None
-    if not qualifies(headers, version):
+    fields = qualifies(headers, version)
+    if fields is None:
         return None
-    return method, target, version, headers
+    return method, target, version, headers, fields

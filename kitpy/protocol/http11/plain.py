@@ -15,15 +15,21 @@ import re
 
 __all__ = ("PlainHead", "parse_plain_head", "qualifies")
 
-#: Method, target, HTTP version ("1.0" or "1.1") and (lower-case name, value) pairs.
-PlainHead = tuple[bytes, bytes, str, list[tuple[bytes, bytes]]]
+#: Method, target, HTTP version ("1.0" or "1.1"), the (lower-case name, value) pairs,
+#: and the same pairs as a dict (which keeps one value of a repeated name: it is the
+#: whole story only when it is as long as the list).
+PlainHead = tuple[bytes, bytes, str, list[tuple[bytes, bytes]], dict[bytes, bytes]]
 
 # RFC 9112 sections 3 and 5, as h11 reads them (a token method, a target of visible
 # ASCII, OWS around a field value of visible or obs-text bytes) but narrower:
-# HTTP/1.0 and 1.1 only.
+# HTTP/1.0 and 1.1 only. The whole head is checked by one match, then its fields are
+# taken by one findall: a line that does not match fails the first.
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])")
-_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*")
+_FIELD_LINE = rb"(" + _TOKEN + rb"):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*\r\n"
+_HEAD = re.compile(
+    rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n((?:" + _FIELD_LINE + rb")*)"
+)
+_FIELDS = re.compile(_FIELD_LINE)
 _DIGITS = re.compile(rb"[0-9]{1,20}")  # h11 takes up to 20 digits
 #: Headers whose presence sends a request to h11 (framing, upgrades).
 _SLOW_HEADERS = frozenset({b"transfer-encoding", b"upgrade"})
@@ -36,30 +42,38 @@ def parse_plain_head(buf: bytes, end: int) -> PlainHead | None:
     Returns what h11 would give for it; None for anything outside the plain subset
     described in the module docstring, valid or not.
     """
-    lines = buf[:end].split(b"\r\n")
-    match = _REQUEST_LINE.fullmatch(lines[0])
+    match = _HEAD.fullmatch(buf, 0, end + 2)  # every line with its CRLF
     if match is None:
         return None
-    method, target, minor = match.groups()
-    headers: list[tuple[bytes, bytes]] = []
-    header_line = _HEADER_LINE.fullmatch
-    for line in lines[1:]:
-        found = header_line(line)
-        if found is None:
-            return None
-        headers.append((found[1].lower(), found[2]))
+    method, target, minor, block = match.group(1, 2, 3, 4)
+    headers = [(name.lower(), value) for name, value in _FIELDS.findall(block)] if block else []
     version = _VERSIONS[minor]
-    if not qualifies(headers, version):
+    fields = qualifies(headers, version)
+    if fields is None:
         return None
-    return method, target, version, headers
+    return method, target, version, headers, fields
 
 
-def qualifies(headers: list[tuple[bytes, bytes]], version: str) -> bool:
+def qualifies(headers: list[tuple[bytes, bytes]], version: str) -> dict[bytes, bytes] | None:
     """Whether parsed (lower-case name, value) pairs stay in the plain subset.
 
     One Host (RFC 9112 section 3.2: exactly one in HTTP/1.1, at most one in 1.0), at
-    most one Content-Length of digits, no Transfer-Encoding and no Upgrade.
+    most one Content-Length of digits, no Transfer-Encoding and no Upgrade. None when
+    they do not; else ``dict(headers)`` (see :data:`PlainHead`).
     """
+    fields = dict(headers)
+    if len(fields) != len(headers):
+        return fields if _repeats_qualify(headers, version) else None
+    if b"transfer-encoding" in fields or b"upgrade" in fields:
+        return None
+    length = fields.get(b"content-length")
+    if length is not None and _DIGITS.fullmatch(length) is None:
+        return None
+    return fields if b"host" in fields or version == "1.0" else None
+
+
+def _repeats_qualify(headers: list[tuple[bytes, bytes]], version: str) -> bool:
+    """:func:`qualifies` for pairs in which some name repeats."""
     hosts = 0
     lengths = 0
     for name, value in headers:

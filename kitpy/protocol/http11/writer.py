@@ -44,6 +44,22 @@ def error_response(
     return status_line(status) + head.encode("latin-1") + body
 
 
+#: Response headers the writer decides or drops (see :meth:`ResponseWriter.head`).
+_SERVER_OWNED = frozenset(
+    {"content-length", "connection", "transfer-encoding", "keep-alive", "x-request-id"}
+    | {"date", "server"}
+)
+
+
+def _status_text(status: int) -> str:
+    return status_line(status).decode("ascii")
+
+
+_CLOSE = "connection: close\r\n"
+#: The status lines as text, the head being built as one string.
+_STATUS_TEXT: dict[int, str] = {int(status): _status_text(status) for status in HTTPStatus}
+
+
 class Framing(Enum):
     """How a response body goes on the wire after its head."""
 
@@ -64,11 +80,23 @@ class ResponseWriter:
         wall_clock: seconds since the epoch, for the ``Date`` header.
     """
 
-    __slots__ = ("_dates", "_remaining", "_wall_clock", "framing")
+    __slots__ = (
+        "_date",
+        "_dates",
+        "_remaining",
+        "_second",
+        "_server_date",
+        "_wall_clock",
+        "framing",
+    )
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock
         self._dates = DateHeader()
+        #: The second (of ``wall_clock``) the two cached lines below were made for.
+        self._second = -2.0
+        self._date = ""
+        self._server_date = ""
         self._remaining = 0
         #: How the body of the response being written goes on the wire.
         self.framing = Framing.DONE
@@ -78,7 +106,6 @@ class ResponseWriter:
         status: int,
         headers: Iterable[tuple[str, str]],
         body: bytes | None,
-        *,
         method: str | None,
         http_version: str | None,
         keep_alive: bool,
@@ -97,63 +124,70 @@ class ResponseWriter:
         app_length: str | None = None
         has_date = has_server = False
         for name, value in headers:
-            if name == "content-length":
-                app_length = value.strip()
-                continue
-            if name == "connection":
-                if "close" in value.lower():
-                    keep_alive = False
-                continue
-            if name == "transfer-encoding" or name == "keep-alive" or name == "x-request-id":
-                continue
-            if name == "date":
-                has_date = True
-            elif name == "server":
-                has_server = True
+            if name in _SERVER_OWNED:
+                if name == "content-length":
+                    app_length = value.strip()
+                    continue
+                if name == "connection":
+                    if "close" in value.lower():
+                        keep_alive = False
+                    continue
+                if name == "date":
+                    has_date = True
+                elif name == "server":
+                    has_server = True
+                else:  # transfer-encoding, keep-alive, x-request-id
+                    continue
             lines.append(f"{name}: {value}\r\n")
         if app_length is not None and not app_length.isdigit():
             app_length = None
 
         framing = Framing.DONE
         payload = b""
+        length = ""
         if status < 200 or status == 204 or status == 304 or method == "HEAD":
             # RFC 9110 sections 6.4.1, 9.3.2: no content; HEAD announces GET's length.
             if status == 304:
                 if app_length is not None:
-                    lines.append(f"content-length: {app_length}\r\n")
+                    length = f"content-length: {app_length}\r\n"
             elif status >= 200 and status != 204:
                 if body:
-                    lines.append(f"content-length: {len(body)}\r\n")
+                    length = f"content-length: {len(body)}\r\n"
                 elif app_length is not None:
-                    lines.append(f"content-length: {app_length}\r\n")
+                    length = f"content-length: {app_length}\r\n"
                 elif body is not None:
-                    lines.append("content-length: 0\r\n")
+                    length = "content-length: 0\r\n"
         elif body is not None:
-            lines.append(f"content-length: {len(body)}\r\n")
+            length = f"content-length: {len(body)}\r\n"
             payload = body
         elif app_length is not None:
-            lines.append(f"content-length: {app_length}\r\n")
+            length = f"content-length: {app_length}\r\n"
             framing = Framing.LENGTH
             self._remaining = int(app_length)
         elif http_version == "1.1":
-            lines.append("transfer-encoding: chunked\r\n")
+            length = "transfer-encoding: chunked\r\n"
             framing = Framing.CHUNKED
         else:
             framing = Framing.UNTIL_CLOSE
             keep_alive = False
 
         keep_alive = keep_alive and reusable
-        if not keep_alive:
-            lines.append("connection: close\r\n")
         self.framing = framing
-        if not has_server:
-            lines.append(f"server: {SERVER_HEADER}\r\n")
-        if not has_date:
-            lines.append(self._dates.line(self._wall_clock()))
-        if request_id is not None:
-            lines.append(f"x-request-id: {request_id}\r\n")
-        lines.append("\r\n")
-        data = status_line(status) + "".join(lines).encode("latin-1")
+        # The server and date lines, formatted once per second.
+        now = self._wall_clock()
+        if not self._second <= now < self._second + 1.0:
+            self._second = second = float(int(now))
+            self._date = date = self._dates.line(second)
+            self._server_date = f"server: {SERVER_HEADER}\r\n{date}"
+        if has_server:
+            tail = "" if has_date else self._date
+        else:
+            tail = f"server: {SERVER_HEADER}\r\n" if has_date else self._server_date
+        close = "" if keep_alive else _CLOSE
+        rid = "" if request_id is None else f"x-request-id: {request_id}\r\n"
+        status_text = _STATUS_TEXT.get(status) or _status_text(status)
+        text = f"{status_text}{''.join(lines)}{length}{close}{tail}{rid}\r\n"
+        data = text.encode("latin-1")
         return (data + payload if payload else data), framing, keep_alive
 
     def reset(self) -> None:
