@@ -107,7 +107,9 @@ def main() -> None:
                 await _batch(app, request, args.requests, log)
                 profiler.disable()
                 stats = pstats.Stats(profiler, stream=sys.stdout)
-                stats.sort_stats("tottime").print_stats(35)
+                stats.sort_stats("tottime").print_stats(
+                    int(os.environ.get("KITPY_PROFILE_LINES", "35"))
+                )
                 return
             best = min([await _batch(app, request, args.requests, log) for _ in range(5)])
             reader = connection_reader()

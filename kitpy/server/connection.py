@@ -36,8 +36,8 @@ from kitpy.protocol.events import NEED_DATA, BodyData, BodyEnd, ProtocolError, R
 from kitpy.protocol.http11 import Framing, HTTP11Protocol, best_reader, error_response
 from kitpy.protocol.limits import DEFAULT_LIMITS, Limits
 from kitpy.protocol.websocket import FrameCache, accept_upgrade, origin_allowed, upgrade_problem
-from kitpy.server.accesslog import format_line
-from kitpy.server.requestid import REQUEST_ID, request_id_for
+from kitpy.server.accesslog import StderrLog, client_label, format_line
+from kitpy.server.requestid import REQUEST_ID, new_request_id, request_id_for
 from kitpy.server.shutdown import ConnectionTracker
 from kitpy.server.websocket import CallbackDriver, TaskDriver, websocket_driver
 from kitpy.types import App
@@ -88,6 +88,8 @@ def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return response
 
 
+_perf_counter = time.perf_counter
+_DONE = Framing.DONE
 _IDLE = ConnectionState.IDLE
 _BUSY = ConnectionState.BUSY
 
@@ -135,6 +137,10 @@ class _Connection:
         self.scheme = scheme
         self.limits = limits
         self.access_log = access_log
+        #: The access log's :meth:`StderrLog.record` when it has one (the fields of a
+        #: line, formatted when written), and the client as the log names it.
+        self.record = access_log.record if isinstance(access_log, StderrLog) else None
+        self.who = client_label(client)
         self.allowed_origins = allowed_origins
         self.tracker = tracker
         try:
@@ -311,27 +317,35 @@ class _Connection:
     def _log(
         self, method: str, target: str, version: str, status: int, size: int, started: float
     ) -> None:
-        assert self.access_log is not None
+        duration = _perf_counter() - started
         try:
-            self.access_log(
-                format_line(
-                    self.client,
-                    method,
-                    target,
-                    version,
-                    status,
-                    size,
-                    time.perf_counter() - started,
-                    self.request_id,
+            if self.record is not None:
+                self.record(
+                    self.who, method, target, version, status, size, duration, self.request_id
                 )
-            )
+            else:
+                assert self.access_log is not None
+                self.access_log(
+                    format_line(
+                        self.client,
+                        method,
+                        target,
+                        version,
+                        status,
+                        size,
+                        duration,
+                        self.request_id,
+                    )
+                )
         except Exception:
             logger.exception("the access log failed")
 
     async def _handle(self, head: RequestHead) -> bool:
         """Answer one request; True when the connection may carry another."""
-        started = time.perf_counter()
-        self.request_id = request_id = request_id_for(_raw_header(head, b"x-request-id"))
+        started = _perf_counter()
+        incoming = _raw_header(head, b"x-request-id")
+        request_id = new_request_id() if incoming is None else request_id_for(incoming)
+        self.request_id = request_id
         REQUEST_ID.set(request_id)  # for the log lines written while handling it
         protocol = self.protocol
         response: Response | None = None
@@ -368,15 +382,14 @@ class _Connection:
                 500, [("content-type", _TEXT)], b"Internal Server Error\n", request_id
             )
             body = b""
-        size = (
-            len(body)
-            if body is not None and framing is Framing.DONE and head.method != "HEAD"
-            else 0
-        )
-        if framing is Framing.DONE:
+        if framing is _DONE:
+            size = 0 if body is None or head.method == "HEAD" else len(body)
             if response.stream is not None:
                 _close_stream(response.stream)
-            if not await self.send(data):
+            try:  # self.send() without its coroutine: the common case
+                await self.stream.send(data)
+            except _STREAM_ERRORS:
+                self.broken = True
                 return False
         else:
             if not await self.send(data):
@@ -389,7 +402,19 @@ class _Connection:
                     self._log(head.method, head.target, head.http_version, status, size, started)
                 return False
             size = sent
-        if self.access_log is not None:
+        record = self.record
+        if record is not None:
+            record(
+                self.who,
+                head.method,
+                head.target,
+                head.http_version,
+                status,
+                size,
+                _perf_counter() - started,
+                request_id,
+            )
+        elif self.access_log is not None:
             self._log(head.method, head.target, head.http_version, status, size, started)
         if not protocol.keep_alive:
             self.linger = True

@@ -13,6 +13,7 @@ uses, with SIGINT/SIGTERM handling.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 import socket
@@ -301,13 +302,20 @@ def run(
     second signal during the shutdown closes every connection at once. ``sockets``:
     listening sockets to accept on instead of binding ``host:port``. ``reuse_port``
     lets other processes listen on the same port (``kitpy serve --workers``). See
-    :func:`serve` for the other arguments.
+    :func:`serve` for the other arguments. Every object made before the call is
+    frozen out of the garbage collector's passes (:func:`gc.freeze`): the
+    application is loaded by then and lives as long as the process.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
     options: dict[str, Any] = {}
     if backend == "asyncio" and importlib.util.find_spec("uvloop") is not None:
         options["use_uvloop"] = True
+    # The site is loaded: what exists now (modules, routes, the app) lives as long as
+    # the process. Frozen, it is left out of every later collection, so the full ones
+    # that run now and then while serving are shorter (the tail latency).
+    gc.collect()
+    gc.freeze()
 
     async def main() -> None:
         server = _Server(

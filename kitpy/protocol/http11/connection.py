@@ -170,9 +170,10 @@ class HTTP11Protocol:
         self._eof = False
         self._reset()
 
-    def _reset(self) -> None:
+    def _reset(self, fed: int = 0) -> None:
+        """Begin a request cycle; ``fed``: bytes of it already buffered."""
         self._cycle_start = self._clock()
-        self._fed = 0
+        self._fed = fed
         self._raw = b""
         self._body_bytes = 0
         self._continue_sent = False
@@ -509,11 +510,12 @@ class HTTP11Protocol:
         if not (self.body_done and self.keep_alive):
             raise RuntimeError("start_next_cycle() needs a complete, kept-alive exchange")
         conn = self._h11
-        data = self._buf if conn is None else conn.trailing_data[0]
-        self._h11 = None
-        self._reset()
-        self._buf = data
-        self._fed = len(data)
+        if conn is None:
+            data = self._buf
+        else:
+            self._buf = data = conn.trailing_data[0]
+            self._h11 = None
+        self._reset(len(data))
         return bool(data) or self._eof
 
     # -- responding ----------------------------------------------------------------------
