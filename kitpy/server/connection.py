@@ -161,8 +161,9 @@ class _Connection:
         self.broken = False
         self.linger = False
         self.frames = frames
-        #: Drives the WebSocket once the connection is upgraded.
+        #: Drives the WebSocket once the connection is upgraded, and the 101 it sends.
         self.driver: TaskDriver | CallbackDriver | None = None
+        self.handshake = b""
         self.close_code = 1001
         #: Body bytes of the streamed response written so far (for the access log).
         self.body_sent = 0
@@ -213,12 +214,25 @@ class _Connection:
         try:
             with self.scope:
                 await self._serve()
+                if self.driver is not None:
+                    # Upgraded: the HTTP frames are gone, so an idle socket holds none
+                    # of them (or the request head and response they saw).
+                    await self.driver.run(self._take_handshake())
         finally:
+            driver = self.driver
+            if driver is not None and driver.broken:
+                self.broken = True
+            elif driver is not None and driver.linger:
+                self.linger = True  # the socket was failed: let the client read the close
             self._stop_timer()
             if self.tracker is not None:
                 self.tracker.discard(self)
             with anyio.CancelScope(shield=True):
                 await self._close()
+
+    def _take_handshake(self) -> bytes:
+        handshake, self.handshake = self.handshake, b""
+        return handshake
 
     async def _serve(self) -> None:
         protocol = self.protocol
@@ -359,8 +373,8 @@ class _Connection:
         status = response.status
         if status < 200:
             if status == 101:
-                if await self._upgrade(head, response, started):
-                    return False
+                if self._upgrade(head, response, started):
+                    return False  # run() drives the socket
             else:
                 logger.error(
                     "the app answered %s with status %s: not a final response", head.target, status
@@ -451,8 +465,8 @@ class _Connection:
             return _plain(500, "Internal Server Error")
         return response
 
-    async def _upgrade(self, head: RequestHead, response: Response, started: float) -> bool:
-        """Complete a WebSocket handshake and run the socket; False if it is invalid."""
+    def _upgrade(self, head: RequestHead, response: Response, started: float) -> bool:
+        """Accept a WebSocket handshake: :attr:`driver` runs it; False if it is invalid."""
         end = response.websocket
         problem = upgrade_problem(head)
         if end is None:
@@ -483,17 +497,13 @@ class _Connection:
         self.state = ConnectionState.WEBSOCKET
         self._stop_timer()
         self.protocol.release()  # HTTP is over on this connection; keep no parser per socket
-        driver = websocket_driver(self.stream, protocol, end, self.limits, subprotocol)
+        driver = websocket_driver(self.stream, protocol, end, self.limits, self.scope, subprotocol)
         self.driver = driver
+        self.handshake = handshake
         if self.access_log is not None:
             self._log(head.method, head.target, head.http_version, 101, 0, started)
         if self.draining:
             driver.shutdown(self.close_code)
-        await driver.run(handshake)
-        if driver.broken:
-            self.broken = True
-        elif driver.linger:
-            self.linger = True  # the socket was failed: let the client read the close
         return True
 
     # -- bodies --------------------------------------------------------------------------

@@ -126,13 +126,15 @@ class _Driver(WebSocketDriver):
         protocol: WebSocketProtocol,
         end: WebSocket,
         limits: Limits,
+        scope: anyio.CancelScope,
         subprotocol: str | None = None,
     ) -> None:
         self._stream = stream
         self._protocol = protocol
         self._end = end
         self._limits = limits
-        self._scope = anyio.CancelScope()
+        #: The connection's scope, around :meth:`run`: cancelled when the socket is done.
+        self._scope = scope
         self._shutdown_code: int | None = None
         end.bound_buffers(limits.ws_max_queue_bytes)  # both directions
         end.protocol = subprotocol
@@ -151,20 +153,25 @@ class _Driver(WebSocketDriver):
         self._end.close_now(close_code, "server shutting down")
 
     async def run(self, handshake: bytes) -> None:
-        """Send the 101 and serve the socket until it is closed."""
+        """Send the 101 and serve the socket until it is closed.
+
+        Runs inside the scope given to the constructor, which the driver cancels once
+        the socket is done (the cancellation ends there).
+        """
         end = self._end
         if end.state is WebSocketState.CONNECTING and not end.closed:
             end.accept()
-        if not await self._write(handshake):
+        sent = await self._write(handshake)
+        del handshake  # an idle socket keeps no copy of its 101
+        if not sent:
             end.close_now(1006, "connection lost")
             return
-        with self._scope:
-            end.attach(self)
-            try:
-                await self._serve()
-            finally:
-                end.detach()
-        end.close_now(1006, "connection lost")  # no-op when the close was clean
+        end.attach(self)
+        try:
+            await self._serve()
+        finally:
+            end.detach()
+            end.close_now(1006, "connection lost")  # no-op when the close was clean
 
     async def _serve(self) -> None:
         raise NotImplementedError
@@ -419,9 +426,13 @@ def websocket_driver(
     protocol: WebSocketProtocol,
     end: WebSocket,
     limits: Limits,
+    scope: anyio.CancelScope,
     subprotocol: str | None = None,
 ) -> TaskDriver | CallbackDriver:
-    """The driver for ``stream``: callbacks on a :class:`FastStream`, tasks otherwise."""
+    """The driver for ``stream``: callbacks on a :class:`FastStream`, tasks otherwise.
+
+    ``scope`` is a cancel scope around :meth:`~_Driver.run` (the connection's).
+    """
     if isinstance(stream, FastStream):
-        return CallbackDriver(stream, protocol, end, limits, subprotocol)
-    return TaskDriver(stream, protocol, end, limits, subprotocol)
+        return CallbackDriver(stream, protocol, end, limits, scope, subprotocol)
+    return TaskDriver(stream, protocol, end, limits, scope, subprotocol)

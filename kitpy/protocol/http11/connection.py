@@ -498,6 +498,7 @@ class HTTP11Protocol:
         self._buf = b""
         self._raw = b""
         self._chunks = None
+        self.head = None
 
     def start_next_cycle(self) -> bool:
         """Get ready for the next request on a kept-alive connection.

@@ -11,9 +11,11 @@ Two strategies read the client's frames. Without an extension and with ``fast=Tr
 (the default) the :mod:`~kitpy.protocol.websocket.decoder` reads them; with
 permessage-deflate, or ``fast=False``, wsproto does
 (:mod:`~kitpy.protocol.websocket.reference`). Either way wsproto keeps the close
-handshake's state (:attr:`~WebSocketProtocol.close_state`) and encodes the control
+handshake's state (:attr:`~WebSocketProtocol.close_state`) and encodes the close
 frames: a valid close frame read by the decoder is handed to it, so its state moves
-as on the reference path.
+as on the reference path. On the fast path the wsproto connection is made only when
+a close begins (an open idle socket holds none), and pings and pongs are framed by
+the :mod:`~kitpy.protocol.websocket.encoder` (the same bytes wsproto writes).
 
 Keepalive: a ping every ``ws_ping_interval`` seconds; when its pong has not come
 within ``ws_ping_timeout`` the peer counts as gone. Time is read from the clock
@@ -42,7 +44,7 @@ from kitpy.protocol.events import (
 )
 from kitpy.protocol.limits import Limits
 from kitpy.protocol.websocket.decoder import FrameDecoder
-from kitpy.protocol.websocket.encoder import FrameCache, frame
+from kitpy.protocol.websocket.encoder import FrameCache, control_frame, frame
 from kitpy.protocol.websocket.reference import WsprotoReader
 from kitpy.types import Clock
 
@@ -50,6 +52,7 @@ __all__ = ("CloseState", "WebSocketProtocol")
 
 #: Close codes that never go on the wire (RFC 6455 section 7.4.1).
 _LOCAL_ONLY = frozenset({1005, 1006, 1015})
+_PONG = PongReceived()
 
 
 class CloseState(Enum):
@@ -112,20 +115,22 @@ class WebSocketProtocol:
         fast: bool = True,
         frames: FrameCache | None = None,
     ) -> None:
-        self._ws = Connection(ConnectionType.SERVER, extensions or [])
         self._limits = limits
         self._clock = clock
         self._eof = False
-        self._out = bytearray()
+        self._out = b""
         limit = limits.max_ws_message_bytes
         #: Exactly one of the two reads the client's frames.
         self._decoder: FrameDecoder | None = None
         self._reader: WsprotoReader | None = None
+        #: wsproto's connection; the fast path makes it when a close begins (None: open).
+        self._ws: Connection | None = None
         if fast and not extensions:
             self._decoder = FrameDecoder(limit)
             if trailing_data:
                 self._decoder.feed(trailing_data)
         else:
+            self._ws = Connection(ConnectionType.SERVER, extensions or [])
             self._reader = WsprotoReader(
                 self._ws, limit, compressed=bool(extensions), pending=trailing_data
             )
@@ -141,7 +146,19 @@ class WebSocketProtocol:
     @property
     def close_state(self) -> CloseState:
         """Where the close handshake stands."""
-        return _STATES[self._ws.state]
+        return _STATES[self._state]
+
+    @property
+    def _state(self) -> ConnectionState:
+        ws = self._ws
+        return ConnectionState.OPEN if ws is None else ws.state
+
+    def _wsproto(self) -> Connection:
+        """wsproto's connection, made now on the fast path (a close begins)."""
+        ws = self._ws
+        if ws is None:
+            ws = self._ws = Connection(ConnectionType.SERVER, [])
+        return ws
 
     @property
     def decodes_fast(self) -> bool:
@@ -200,17 +217,17 @@ class WebSocketProtocol:
             if isinstance(event, Message):
                 return event
             opcode, payload = event
-            if opcode != 0x8:  # a ping (answered) or a pong
-                result = self._control(
-                    Ping(payload=payload) if opcode == 0x9 else Pong(payload=payload)
-                )
-                if result is not None:
-                    return result
+            if opcode == 0x9:  # a ping: answered with a pong while open
+                if self._state is ConnectionState.OPEN:
+                    self._out += control_frame(0xA, payload)
                 continue
+            if opcode == 0xA:
+                return self._pong(payload)
             # A valid close frame: wsproto takes it (masked with a zero key) to move
             # its state, which ``send`` and ``close`` follow.
-            self._ws.receive_data(bytes((0x88, 0x80 | len(payload))) + bytes(4) + payload)
-            for wsproto_event in self._ws.events():
+            ws = self._wsproto()
+            ws.receive_data(bytes((0x88, 0x80 | len(payload))) + bytes(4) + payload)
+            for wsproto_event in ws.events():
                 result = self._control(wsproto_event)
                 if result is not None:
                     return result
@@ -219,64 +236,68 @@ class WebSocketProtocol:
     def _control(self, event: Event) -> CloseReceived | PongReceived | None:
         """A ping (answered), a pong or a close, as wsproto reports them."""
         kind = type(event)
+        ws = self._wsproto()
         if kind is Ping:
-            if self._ws.state is ConnectionState.OPEN:
-                self._out += self._ws.send(event.response())  # type: ignore[attr-defined]
+            if ws.state is ConnectionState.OPEN:
+                self._out += ws.send(event.response())  # type: ignore[attr-defined]
             return None
         if kind is Pong:
-            if self._ping_payload is not None and event.payload == self._ping_payload:  # type: ignore[attr-defined]
-                self._ping_payload = None
-                self._pong_deadline = math.inf
-            return PongReceived()
+            return self._pong(event.payload)  # type: ignore[attr-defined]
         if kind is CloseConnection:
             assert isinstance(event, CloseConnection)
-            state = self._ws.state
+            state = ws.state
             if state is ConnectionState.OPEN or state is ConnectionState.LOCAL_CLOSING:
                 # wsproto reports a frame it could not parse as a CloseConnection
                 # without changing state; a real close frame changes it.
                 raise ProtocolError(event.reason or "protocol error", close_code=int(event.code))
             if state is ConnectionState.REMOTE_CLOSING:
-                self._out += self._ws.send(event.response())
+                self._out += ws.send(event.response())
             return CloseReceived(int(event.code), event.reason or "")
         return None  # pragma: no cover
 
+    def _pong(self, payload: bytes) -> PongReceived:
+        if self._ping_payload is not None and payload == self._ping_payload:
+            self._ping_payload = None
+            self._pong_deadline = math.inf
+        return _PONG
+
     def data_to_send(self) -> bytes:
         """Bytes the protocol wants sent on its own (pongs, the reply to a close)."""
-        if not self._out:
-            return b""
-        data = bytes(self._out)
-        self._out.clear()
+        data = self._out
+        if data:
+            self._out = b""
         return data
 
     # -- sending -------------------------------------------------------------------------
 
     def send(self, message: str | bytes) -> bytes:
         """Frame a message (text for ``str``); ``b""`` once closing."""
-        if self._ws.state is not ConnectionState.OPEN:
+        if self._state is not ConnectionState.OPEN:
             return b""
         if self._plain:
             frames = self._frames
             return frame(message) if frames is None else frames.frame(message)
+        ws = self._wsproto()
         if isinstance(message, str):
-            return self._ws.send(TextMessage(data=message))
-        return self._ws.send(BytesMessage(data=message))
+            return ws.send(TextMessage(data=message))
+        return ws.send(BytesMessage(data=message))
 
     def close(self, code: int = 1000, reason: str = "") -> bytes:
         """Start (or answer) the close handshake; ``b""`` if a close was already sent.
 
         Codes that must not go on the wire (1005, 1006, 1015) are sent as 1000.
         """
-        if self._ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+        if self._state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             return b""
         if code in _LOCAL_ONLY:
             code = 1000
-        return self.data_to_send() + self._ws.send(CloseConnection(code=code, reason=reason))
+        return self.data_to_send() + self._wsproto().send(CloseConnection(code=code, reason=reason))
 
     # -- keepalive -----------------------------------------------------------------------
 
     def keepalive_deadline(self) -> float:
         """When :meth:`ping_due` or :meth:`pong_overdue` may next turn true (clock time)."""
-        if self._ws.state is not ConnectionState.OPEN:
+        if self._state is not ConnectionState.OPEN:
             return math.inf
         return self._pong_deadline if self._ping_payload is not None else self._next_ping
 
@@ -284,7 +305,7 @@ class WebSocketProtocol:
         """True when it is time to send a keepalive ping."""
         return (
             self._ping_payload is None
-            and self._ws.state is ConnectionState.OPEN
+            and self._state is ConnectionState.OPEN
             and self._clock() >= self._next_ping
         )
 
@@ -294,7 +315,7 @@ class WebSocketProtocol:
 
     def ping(self) -> bytes:
         """A keepalive ping frame; its pong is awaited."""
-        if self._ws.state is not ConnectionState.OPEN:
+        if self._state is not ConnectionState.OPEN:
             return b""
         now = self._clock()
         self._ping_count += 1
@@ -302,4 +323,6 @@ class WebSocketProtocol:
         self._pong_deadline = now + self._limits.ws_ping_timeout
         interval = self._limits.ws_ping_interval
         self._next_ping = now + interval if interval > 0 else math.inf
+        if self._ws is None:
+            return control_frame(0x9, self._ping_payload)
         return self._ws.send(Ping(payload=self._ping_payload))

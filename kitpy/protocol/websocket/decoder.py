@@ -48,6 +48,9 @@ def peer_close_problem(payload: bytes) -> ProtocolError | None:
     return None
 
 
+_UTF8 = codecs.getincrementaldecoder("utf-8")
+
+
 class FrameDecoder:
     """The client's frames, decoded without wsproto, when no extension was negotiated.
 
@@ -89,7 +92,8 @@ class FrameDecoder:
         self._declared = 0  # declared payload bytes of the current data message
         self._message = 0  # opcode of the data message in progress (0: none)
         self._parts: list[str | bytes] = []
-        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        #: The UTF-8 decoder of a text message that comes in pieces (None between them).
+        self._utf8: codecs.IncrementalDecoder | None = None
         self._opcode = -1  # opcode of the frame whose payload comes next; -1: a header
         self._fin = False
         self._remaining = 0  # payload bytes of that frame still to come
@@ -215,7 +219,6 @@ class FrameDecoder:
                         raise self._fail("unexpected CONTINUATION")
                     self._message = opcode
                     if opcode == 1:
-                        self._utf8.reset()
                         if not remaining and self._fin:  # a whole text message at once
                             try:
                                 text = piece.decode("utf-8")
@@ -225,6 +228,7 @@ class FrameDecoder:
                             self._pos = pos
                             self._buf = buf
                             return Message(text)
+                        self._utf8 = _UTF8()
                     elif not remaining and self._fin:  # a whole binary message at once
                         self._message = 0
                         self._pos = pos
@@ -235,14 +239,17 @@ class FrameDecoder:
             finished = not remaining and self._fin
             data: str | bytes = piece
             if self._message == 1:
+                utf8 = self._utf8
+                assert utf8 is not None
                 try:
-                    data = self._utf8.decode(piece, finished)
+                    data = utf8.decode(piece, finished)
                 except UnicodeDecodeError as exc:
                     raise self._fail(str(exc), 1007) from None
             if not finished:
                 self._parts.append(data)
                 continue
             self._message = 0
+            self._utf8 = None
             parts = self._parts
             if parts:
                 parts.append(data)
@@ -251,6 +258,9 @@ class FrameDecoder:
             self._pos = pos
             self._buf = buf
             return Message(data)
+        if pos >= end:  # all read: an idle socket keeps no buffer
+            buf = b""
+            pos = 0
         self._pos = pos
         self._buf = buf
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ("FrameCache", "frame")
+__all__ = ("FrameCache", "control_frame", "frame")
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
@@ -29,6 +29,11 @@ def frame(message: str | bytes) -> bytes:
     if size < 65536:
         return _HEADER_16.pack(first, 126, size) + payload
     return _HEADER_64.pack(first, 127, size) + payload
+
+
+def control_frame(opcode: int, payload: bytes) -> bytes:
+    """A server ping (0x9) or pong (0xA) frame: FIN set, unmasked, at most 125 bytes."""
+    return bytes((0x80 | opcode, len(payload))) + payload
 
 
 class FrameCache:
