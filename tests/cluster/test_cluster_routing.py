@@ -414,8 +414,11 @@ def test_a_bridged_socket_has_the_subprotocol_and_queue_bound_of_a_local_one(
         # an earlier message of its socket is closed with 1008, also across nodes
         with connect(f"{node.ws_url}/o/r/ws/t/q", open_timeout=10) as ws:
             ws.send("hold")
-            for _ in range(20):
-                ws.send("z" * 10_000)
+            try:
+                for _ in range(20):
+                    ws.send("z" * 10_000)
+            except ConnectionClosed:
+                pass  # the close may come before the last of them left
             assert close_code(ws) == 1008
 
 
