@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 from kitpy.errors import HTTPError
@@ -37,7 +37,10 @@ class Request:
     ) -> None:
         self.method = method.upper()
         self.url = url if isinstance(url, URL) else URL(url)
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self._headers: Headers | None = (
+            headers if isinstance(headers, Headers) else Headers(headers)
+        )
+        self._raw_headers: Iterable[tuple[bytes, bytes]] = ()
         self.client = client
         self._body: bytes | None = None
         self._stream: AsyncIterable[bytes] | None = None
@@ -50,6 +53,41 @@ class Request:
         else:
             self._stream = body
         self._consumed = False
+
+    @classmethod
+    def from_wire(
+        cls,
+        method: str,
+        url: URL,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        body: AsyncIterable[bytes] | None,
+        *,
+        client: tuple[str, int] | None,
+    ) -> Request:
+        """A request as a server parsed it; ``raw_headers`` are wire pairs it has
+        validated, decoded into :attr:`headers` only when they are first read. ``body``
+        is None when the request has none."""
+        request = cls.__new__(cls)
+        request.method = method.upper()
+        request.url = url
+        request._headers = None
+        request._raw_headers = raw_headers
+        request.client = client
+        request._body = b"" if body is None else None
+        request._stream = body
+        request._consumed = False
+        return request
+
+    @property
+    def headers(self) -> Headers:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers.from_raw(self._raw_headers)
+        return headers
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self._headers = headers
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Yield the body chunk by chunk; chunks are not kept."""
@@ -97,6 +135,7 @@ class Request:
     def clone_with_url(self, url: URL) -> Request:
         """The same request (sharing its body) at another URL."""
         clone = Request.__new__(Request)
+        self.headers  # noqa: B018 - decoded now, so the two share one Headers
         clone.__dict__.update(self.__dict__)
         clone.url = url
         return clone

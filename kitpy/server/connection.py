@@ -28,7 +28,6 @@ import anyio
 import anyio.abc
 
 from kitpy.errors import HTTPError
-from kitpy.http.headers import Headers
 from kitpy.http.request import Request
 from kitpy.http.response import Response
 from kitpy.http.url import URL
@@ -441,10 +440,10 @@ class _Connection:
         protocol = self.protocol
         if not protocol.body_done:
             self.body_deadline = None
-        request = Request(
+        request = Request.from_wire(
             head.method,
             _url(self.scheme, head),
-            Headers.from_raw(head.headers),
+            head.headers,
             None if protocol.body_done else _RequestBody(self),
             client=self.client,
         )
