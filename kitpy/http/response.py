@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json as _json
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from kitpy.errors import HTTPError
 from kitpy.http.headers import Headers, HeadersInit
+from kitpy.http.jsoncode import dumps
 
 if TYPE_CHECKING:
     from kitpy.http.websocket import WebSocket
@@ -97,7 +97,7 @@ def checked_response(body: bytes, status: int, content_type: str | None) -> Resp
 
 def json(data: Any, status: int = 200, headers: HeadersInit = None) -> Response:
     """A JSON response; NaN and infinities are refused (``ValueError``): not JSON."""
-    body = _json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    body = dumps(data).encode()
     response = Response(body, status, headers)
     if headers is None or "content-type" not in Headers(headers):
         response.headers["content-type"] = JSON_TYPE

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json as _json
 from collections.abc import Mapping
 from typing import Any
 
 from kitpy.errors import KitpyError
 from kitpy.http.headers import Headers
+from kitpy.http.jsoncode import dumps
 from kitpy.http.response import BYTES_TYPE, JSON_TYPE, TEXT_TYPE, Response, checked_response
 
 __all__ = ("ResultError", "to_response")
 
 _DICT_KEYS = frozenset({"status", "headers", "body"})
-_JSON_ENCODER = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class ResultError(KitpyError):
@@ -128,7 +127,7 @@ def _from_dict(result: dict[Any, Any], where: str) -> Response:
 
 def _json_body(body: dict[Any, Any] | list[Any], where: str) -> bytes:
     try:
-        return _JSON_ENCODER.encode(body).encode()
+        return dumps(body).encode()
     except (TypeError, ValueError) as exc:
         raise ResultError(where, f'"body" is not JSON-serializable: {exc}') from None
 
