@@ -117,6 +117,37 @@ class _RequestBody:
 
 
 class _Connection:
+    __slots__ = (
+        "access_log",
+        "allowed_origins",
+        "app",
+        "awaiting_head",
+        "body_deadline",
+        "body_sent",
+        "broken",
+        "client",
+        "close_code",
+        "draining",
+        "driver",
+        "frames",
+        "fresh",
+        "handshake",
+        "limits",
+        "linger",
+        "loop",
+        "protocol",
+        "record",
+        "request_id",
+        "scheme",
+        "scope",
+        "state",
+        "stream",
+        "timer",
+        "timer_at",
+        "tracker",
+        "who",
+    )
+
     def __init__(
         self,
         app: App,
@@ -356,8 +387,12 @@ class _Connection:
     async def _handle(self, head: RequestHead) -> bool:
         """Answer one request; True when the connection may carry another."""
         started = _perf_counter()
-        incoming = _raw_header(head, b"x-request-id")
-        request_id = new_request_id() if incoming is None else request_id_for(incoming)
+        for name, value in head.headers:  # _raw_header(head, b"x-request-id"), inline
+            if name == b"x-request-id":
+                request_id = request_id_for(value)
+                break
+        else:
+            request_id = new_request_id()
         self.request_id = request_id
         REQUEST_ID.set(request_id)  # for the log lines written while handling it
         protocol = self.protocol

@@ -177,7 +177,8 @@ class HTTP11Protocol:
         self._raw = b""
         self._body_bytes = 0
         self._continue_sent = False
-        self._writer.reset()
+        # The writer needs no reset: every response starts with its head(), which
+        # sets the framing of what follows.
         self._body_left = 0
         self._chunks: ChunkWatch | None = None
         #: The head of the request being answered, once it has arrived.
@@ -251,7 +252,7 @@ class HTTP11Protocol:
                     parsed = read(buf, end)
                     if parsed is not None:
                         self._buf = buf[end + 4 :]
-                        return self._plain_head(end + 4, *parsed)
+                        return self._plain_head(end + 4, parsed)
             conn = self._use_h11()
         elif self._chunks is not None:
             self._check_chunks(self._chunks)
@@ -279,22 +280,15 @@ class HTTP11Protocol:
             return _CONNECTION_CLOSED
         raise RuntimeError(f"unexpected h11 event {event!r}")  # pragma: no cover
 
-    def _plain_head(
-        self,
-        size: int,
-        method: bytes,
-        target: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        fields: dict[bytes, bytes],
-    ) -> RequestHead:
+    def _plain_head(self, size: int, parsed: PlainHead) -> RequestHead:
         """The head (of ``size`` bytes) the plain reader took; its body is counted here.
 
-        ``fields`` is ``dict(headers)``: when no name repeats it tells all there is
-        to know about the head in a few lookups; else :meth:`_make_head` reads the
+        Its ``fields`` are ``dict(headers)``: when no name repeats they tell all there
+        is to know about the head in a few lookups; else :meth:`_make_head` reads the
         pairs one by one, as for h11. The plain reader never takes Transfer-Encoding
         or Upgrade.
         """
+        method, target, version, headers, fields = parsed
         limits = self._limits
         if size > limits.max_header_bytes:
             raise ProtocolError(

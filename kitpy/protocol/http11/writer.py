@@ -55,7 +55,6 @@ def _status_text(status: int) -> str:
     return status_line(status).decode("ascii")
 
 
-_CLOSE = "connection: close\r\n"
 #: The status lines as text, the head being built as one string.
 _STATUS_TEXT: dict[int, str] = {int(status): _status_text(status) for status in HTTPStatus}
 
@@ -71,6 +70,12 @@ class Framing(Enum):
     CHUNKED = auto()
     #: Delimited by closing the connection (an HTTP/1.0 client and a streamed body).
     UNTIL_CLOSE = auto()
+
+
+_DONE = Framing.DONE
+_LENGTH = Framing.LENGTH
+_CHUNKED = Framing.CHUNKED
+_UNTIL_CLOSE = Framing.UNTIL_CLOSE
 
 
 class ResponseWriter:
@@ -120,9 +125,9 @@ class ResponseWriter:
         the framing of the rest of the body and whether the connection stays open.
         See :meth:`kitpy.protocol.http11.HTTP11Protocol.encode_response`.
         """
-        lines: list[str] = []
+        text = _STATUS_TEXT.get(status) or _status_text(status)
         app_length: str | None = None
-        has_date = has_server = False
+        server_date = 3  # bit 1: the server line is still to add, bit 2: the date line
         for name, value in headers:
             if name in _SERVER_OWNED:
                 if name == "content-length":
@@ -133,45 +138,46 @@ class ResponseWriter:
                         keep_alive = False
                     continue
                 if name == "date":
-                    has_date = True
+                    server_date &= 1
                 elif name == "server":
-                    has_server = True
+                    server_date &= 2
                 else:  # transfer-encoding, keep-alive, x-request-id
                     continue
-            lines.append(f"{name}: {value}\r\n")
+            text += f"{name}: {value}\r\n"
         if app_length is not None and not app_length.isdigit():
             app_length = None
 
-        framing = Framing.DONE
-        payload = b""
-        length = ""
+        framing = _DONE
+        payload = body
         if status < 200 or status == 204 or status == 304 or method == "HEAD":
             # RFC 9110 sections 6.4.1, 9.3.2: no content; HEAD announces GET's length.
+            payload = None
             if status == 304:
                 if app_length is not None:
-                    length = f"content-length: {app_length}\r\n"
+                    text += f"content-length: {app_length}\r\n"
             elif status >= 200 and status != 204:
                 if body:
-                    length = f"content-length: {len(body)}\r\n"
+                    text += f"content-length: {len(body)}\r\n"
                 elif app_length is not None:
-                    length = f"content-length: {app_length}\r\n"
+                    text += f"content-length: {app_length}\r\n"
                 elif body is not None:
-                    length = "content-length: 0\r\n"
+                    text += "content-length: 0\r\n"
         elif body is not None:
-            length = f"content-length: {len(body)}\r\n"
-            payload = body
+            text += f"content-length: {len(body)}\r\n"
         elif app_length is not None:
-            length = f"content-length: {app_length}\r\n"
-            framing = Framing.LENGTH
+            text += f"content-length: {app_length}\r\n"
+            framing = _LENGTH
             self._remaining = int(app_length)
         elif http_version == "1.1":
-            length = "transfer-encoding: chunked\r\n"
-            framing = Framing.CHUNKED
+            text += "transfer-encoding: chunked\r\n"
+            framing = _CHUNKED
         else:
-            framing = Framing.UNTIL_CLOSE
+            framing = _UNTIL_CLOSE
             keep_alive = False
 
         keep_alive = keep_alive and reusable
+        if not keep_alive:
+            text += "connection: close\r\n"
         self.framing = framing
         # The server and date lines, formatted once per second.
         now = self._wall_clock()
@@ -179,21 +185,17 @@ class ResponseWriter:
             self._second = second = float(int(now))
             self._date = date = self._dates.line(second)
             self._server_date = f"server: {SERVER_HEADER}\r\n{date}"
-        if has_server:
-            tail = "" if has_date else self._date
+        if server_date == 3:
+            text += self._server_date
+        elif server_date == 2:
+            text += self._date
+        elif server_date == 1:
+            text += f"server: {SERVER_HEADER}\r\n"
+        if request_id is None:
+            data = (text + "\r\n").encode("latin-1")
         else:
-            tail = f"server: {SERVER_HEADER}\r\n" if has_date else self._server_date
-        close = "" if keep_alive else _CLOSE
-        rid = "" if request_id is None else f"x-request-id: {request_id}\r\n"
-        status_text = _STATUS_TEXT.get(status) or _status_text(status)
-        text = f"{status_text}{''.join(lines)}{length}{close}{tail}{rid}\r\n"
-        data = text.encode("latin-1")
+            data = f"{text}x-request-id: {request_id}\r\n\r\n".encode("latin-1")
         return (data + payload if payload else data), framing, keep_alive
-
-    def reset(self) -> None:
-        """Forget the previous response (a new request cycle)."""
-        self.framing = Framing.DONE
-        self._remaining = 0
 
     @property
     def body_complete(self) -> bool:
