@@ -218,6 +218,9 @@ class _Connection:
         elif self.driver is not None:
             self.driver.shutdown(close_code)
 
+    def cancel(self) -> None:
+        self.scope.cancel()
+
     # -- I/O helpers ---------------------------------------------------------------------
 
     async def receive(self) -> bytes:

@@ -35,6 +35,9 @@ class TrackedConnection(Protocol):
     def shutdown(self, close_code: int) -> None:
         """Close as soon as possible: now when idle, after the response when busy."""
 
+    def cancel(self) -> None:
+        """Stop now, whatever the connection is doing (its close still runs)."""
+
 
 class ConnectionTracker:
     """The live connections of one server, for a graceful shutdown."""
@@ -67,6 +70,11 @@ class ConnectionTracker:
         self.close_code = close_code
         for connection in list(self._connections):
             connection.shutdown(close_code)
+
+    def cancel_all(self) -> None:
+        """Stop every connection now (the shutdown timeout passed, or a second signal)."""
+        for connection in list(self._connections):
+            connection.cancel()
 
     async def wait_empty(self) -> None:
         """Return once no connection is left."""
