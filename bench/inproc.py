@@ -93,7 +93,7 @@ def main() -> None:
     from kitpy.runtime.app import load_app
     from kitpy.server.accesslog import StderrLog
 
-    app = load_app(SITE, dev=False)
+    app = load_app(SITE, dev=False, index_static=True)
     log = StderrLog()
     sys.stderr = open(os.devnull, "w")
     request = b"GET " + TARGETS[args.route] + b" HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"

@@ -261,7 +261,7 @@ def _serve(args: argparse.Namespace) -> int:
         from kitpy.cli.workers import watch_parent
 
         watch_parent()
-    app = load_app(directory, dev=False, objects=objects)
+    app = load_app(directory, dev=False, objects=objects, index_static=True)
     # Lines logged while a request is handled start with its id (X-Request-Id).
     configure_logging(args.log_level, RequestIdFormatter("%(levelname)s %(name)s: %(message)s"))
 

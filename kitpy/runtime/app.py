@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.from_thread
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from kitpy.errors import HTTPError, InitError
@@ -99,17 +100,25 @@ def load_app(
     dev: bool = False,
     state_dir: Path | None = None,
     objects: ObjectsFactory | None = None,
+    index_static: bool = False,
 ) -> SiteApp:
     """Load the site at ``site_dir`` and return the app the server runs.
 
     ``dev`` shows tracebacks in 500 responses; ``state_dir`` is where durable storage
     lives (default: the site's ``.kitpy/``); ``objects`` builds the object system
-    (default: :func:`embedded_objects`).
+    (default: :func:`embedded_objects`); ``index_static`` lists ``static/`` when the
+    lifespan starts, so that paths naming no file skip the disk (``kitpy serve``).
 
     Raises:
         SiteError: the site is broken (names the file and line).
     """
-    return SiteApp(load_site(site_dir), dev=dev, state_dir=state_dir, objects=objects)
+    return SiteApp(
+        load_site(site_dir),
+        dev=dev,
+        state_dir=state_dir,
+        objects=objects,
+        index_static=index_static,
+    )
 
 
 class SiteApp:
@@ -122,9 +131,11 @@ class SiteApp:
         dev: bool = False,
         state_dir: Path | None = None,
         objects: ObjectsFactory | None = None,
+        index_static: bool = False,
     ) -> None:
         self.site = site
         self.dev = dev
+        self.index_static = index_static
         self.state_dir = state_dir if state_dir is not None else site.state_dir
         self.objects: ObjectsFactory = objects if objects is not None else embedded_objects
         self.env = Env(site.config.env)
@@ -154,6 +165,8 @@ class SiteApp:
             InitError: ``init()`` raised (the exception is its ``error``).
         """
         async with AsyncExitStack() as stack:
+            if self.index_static and self._static is not None:
+                await anyio.to_thread.run_sync(self._static.index)
             if self.site.bindings:
                 await self._start_objects(stack)
             if self.site.init is not None:

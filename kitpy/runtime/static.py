@@ -76,6 +76,15 @@ Ranges (RFC 9110 section 14)
     a strong ETag equal to ours or a date equal to Last-Modified keeps the range,
     anything else (a weak ETag included) gives the whole file as 200.
 
+Index
+    ``kitpy serve`` lists the folder once at start-up (:meth:`StaticFiles.index`, in a
+    worker thread, before the first request): a request for a path that named no
+    file then goes to the routes at once, with no file-system call and no worker
+    thread. A file added later is served after a restart, as sirv serves a SvelteKit
+    build; a file changed or removed is seen at once, since indexed paths are still
+    checked on disk. ``kitpy dev`` and :class:`~kitpy.testing.TestClient` do not
+    index: there every new file is served at once.
+
 Reading
     All file-system calls run in a worker thread (``anyio.to_thread``). The body is an
     async iterator of 64 KiB chunks that opens the file when first iterated, so a
@@ -212,6 +221,18 @@ class StaticFiles:
         self.immutable = tuple(tuple(folder.strip("/").split("/")) for folder in immutable)
         self.precompressed = precompressed
         self.spa_fallback = spa_fallback
+        #: The URL paths of the files found by :meth:`index` (None: not indexed, every
+        #: GET or HEAD asks the disk).
+        self.indexed: frozenset[str] | None = None
+
+    def index(self) -> None:
+        """Remember which URL paths name a file now (blocking: run it in a thread).
+
+        Afterwards a request for any other path is handed on to the routes at once,
+        without a worker thread; a path in the index is still checked on disk, so a
+        file changed or removed since is seen. ``kitpy serve`` indexes at start-up.
+        """
+        self.indexed = frozenset(self.paths())
 
     async def respond(self, request: Request) -> Response | None:
         """The response for ``request`` if it names a servable file, else ``None``."""
@@ -219,6 +240,8 @@ class StaticFiles:
             return None
         segments = _url_segments(request.url.raw_path)
         if segments is None:
+            return None
+        if self.indexed is not None and _indexed_path(segments) not in self.indexed:
             return None
         return await self._serve(request, segments)
 
@@ -336,6 +359,13 @@ class StaticFiles:
         return _File(
             real, os.path.basename(candidate), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
         )
+
+
+def _indexed_path(segments: list[str]) -> str:
+    """The :meth:`StaticFiles.paths` entry decoded URL segments would be served from."""
+    if segments[-1] == "":  # a folder's index: /docs/ -> /docs, / -> /
+        segments = segments[:-1]
+    return "/" + "/".join(segments)
 
 
 def _url_segments(raw_path: str) -> list[str] | None:

@@ -669,3 +669,51 @@ async def test_names_that_are_not_utf8_are_neither_listed_nor_served(site: Path)
         pytest.skip("the file system rejects the name")
     assert not any("bad" in path for path in StaticFiles(site).paths())
     assert await fetch(site, "/bad%ff.txt") is None
+
+
+# --- the start-up index (kitpy serve) ---------------------------------------------------
+
+SERVED_PATHS = ["/app.js", "/a/b.txt", "/", "/index.html", "/docs", "/docs/", "/%61pp.js"]
+UNSERVED_PATHS = ["/missing.js", "/docs/missing", "/nodex", "/nodex/", "/app.js/", "/%ff.txt"]
+
+
+def indexed(static: Path) -> StaticFiles:
+    files = StaticFiles(static)
+    files.index()
+    return files
+
+
+async def test_an_indexed_folder_answers_as_an_unindexed_one(site: Path) -> None:
+    files = indexed(site)
+    for path in SERVED_PATHS:
+        response = await files.respond(make_request(path))
+        plain = await must_fetch(site, path)
+        assert response is not None, path
+        assert (response.status, await body_of(response)) == (200, await body_of(plain)), path
+    for path in UNSERVED_PATHS:
+        assert await files.respond(make_request(path)) is None, path
+
+
+async def test_a_path_outside_the_index_asks_no_disk(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = indexed(site)
+
+    def no_disk(segments: list[str]) -> None:
+        raise AssertionError(f"the disk was asked for {segments}")
+
+    monkeypatch.setattr(files, "_find", no_disk)
+    for path in ("/users/42", "/api/room", "/missing.js", "/docs/missing"):
+        assert await files.respond(make_request(path)) is None
+
+
+async def test_the_index_sees_changed_and_removed_files_but_not_new_ones(site: Path) -> None:
+    files = indexed(site)
+    (site / "a" / "b.txt").write_bytes(b"changed")
+    (site / "app.js").unlink()
+    (site / "new.txt").write_bytes(b"new")
+    changed = await files.respond(make_request("/a/b.txt"))
+    assert changed is not None and await body_of(changed) == b"changed"
+    assert await files.respond(make_request("/app.js")) is None
+    assert await files.respond(make_request("/new.txt")) is None  # after a restart
+    assert await fetch(site, "/new.txt") is not None  # unindexed: served at once

@@ -1,0 +1,54 @@
+"""``kitpy serve`` lists static/ at start-up: routes skip the disk, files stay fresh.
+
+A path that named no file when the server started goes straight to the routes; a file
+changed or removed since is seen at once; a file added later waits for a restart
+(docs/server.md, "Static files").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from .kit import serve_site
+
+FILES = {
+    "routes/api/items/[id].py": """
+        async def get(event):
+            return {"body": {"id": event.params["id"]}}
+    """,
+    "routes/later.py": """
+        async def get(event):
+            return {"body": "the route"}
+    """,
+    "static/app.js": "console.log('app');\n",
+    "static/docs/index.html": "<p>docs</p>\n",
+}
+
+site, server, client = serve_site(FILES)
+
+
+def test_routes_and_files_both_answer(client: httpx.Client) -> None:
+    assert client.get("/api/items/7").json() == {"id": "7"}
+    assert client.get("/app.js").text == "console.log('app');\n"
+    assert client.get("/docs").text == "<p>docs</p>\n"
+    assert client.get("/missing.js").status_code == 404
+
+
+def test_a_changed_file_is_served_fresh_and_a_removed_one_is_gone(
+    client: httpx.Client, site: Path
+) -> None:
+    root = site
+    (root / "static" / "app.js").write_text("console.log('changed');\n")
+    assert client.get("/app.js").text == "console.log('changed');\n"
+    (root / "static" / "docs" / "index.html").unlink()
+    assert client.get("/docs").status_code == 404
+
+
+def test_a_file_added_after_start_up_leaves_the_route_answering(
+    client: httpx.Client, site: Path
+) -> None:
+    (site / "static" / "later").write_text("a file added later\n")
+    answer = client.get("/later")
+    assert (answer.status_code, answer.text) == (200, "the route")
