@@ -165,12 +165,13 @@ class SiteApp:
             InitError: ``init()`` raised (the exception is its ``error``).
         """
         async with AsyncExitStack() as stack:
-            if self.index_static and self._static is not None:
-                await anyio.to_thread.run_sync(self._static.index)
             if self.site.bindings:
                 await self._start_objects(stack)
             if self.site.init is not None:
                 await self._init(self.site.init)
+            if self.index_static and self._static is not None:
+                # After init(): what it writes to static/ is served too.
+                await anyio.to_thread.run_sync(self._static.index)
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
                 self._loop_thread = threading.get_ident()

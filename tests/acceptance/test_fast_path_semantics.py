@@ -478,3 +478,34 @@ def test_dev_reload_forgets_routes_removed_and_sees_routes_added(tmp_path: Path)
         assert srv.stop() == 0
     finally:
         srv.kill()
+
+
+def test_static_files_written_by_init_are_served(tmp_path: Path) -> None:
+    # init() runs once before the first request: what it writes to static/ (a build
+    # step, a generated manifest) is there before anything is served.
+    root = write_site(
+        tmp_path / "site",
+        {
+            "hooks.py": """
+                from pathlib import Path
+
+                def init():
+                    static = Path(__file__).parent / "static"
+                    (static / "built.js").write_text("built();\\n")
+                    (static / "gen").mkdir(exist_ok=True)
+                    (static / "gen" / "index.html").write_text("<p>generated</p>\\n")
+            """,
+            "routes/[page].py": SHOW,
+            "static/app.js": "app();\n",
+        },
+    )
+    srv = Server(root).start()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as web:
+            assert web.get("/app.js").text == "app();\n"
+            assert web.get("/built.js").text == "built();\n"
+            assert web.get("/gen").text == "<p>generated</p>\n"
+            assert web.get("/other").json()["route"] == "/[page]"
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
