@@ -434,7 +434,12 @@ class _Connection:
             )
             body = b""
         if framing is _DONE:
-            size = 0 if body is None or head.method == "HEAD" else len(body)
+            # The body bytes written: none for HEAD, 204 and 304 (the writer drops them).
+            size = (
+                0
+                if body is None or head.method == "HEAD" or status == 304 or status == 204
+                else len(body)
+            )
             if response.stream is not None:
                 _close_stream(response.stream)
             try:  # self.send() without its coroutine: the common case

@@ -272,8 +272,9 @@ def test_request_ids_kept_when_safe_fresh_otherwise(client: httpx.Client) -> Non
 
 @pytest.mark.parametrize("code", [204, 304])
 def test_bodyless_statuses_and_head(server: Server, code: int) -> None:
+    rid = f"bodyless-{code}"
     with Conn(server.port) as conn:
-        conn.send(f"GET /status/{code} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        conn.send(f"GET /status/{code} HTTP/1.1\r\nHost: a\r\nX-Request-Id: {rid}\r\n\r\n".encode())
         status, headers, _ = conn.response()
         assert status.startswith(f"HTTP/1.1 {code}")
         assert "transfer-encoding" not in headers
@@ -281,6 +282,10 @@ def test_bodyless_statuses_and_head(server: Server, code: int) -> None:
             assert "content-length" not in headers
         conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # no stray body bytes before it
         assert conn.response()[2] == b"root"
+    # The access line counts the body bytes written: none (the route's body is dropped).
+    log = server.wait_log(lambda text: rid in text)
+    line = next(line for line in log.splitlines() if line.endswith(rid))
+    assert f'"GET /status/{code} HTTP/1.1" {code} 0 ' in line, line
 
 
 def test_unusual_statuses_on_the_status_line(server: Server) -> None:
