@@ -51,7 +51,7 @@ from kitpy.runtime.hooks import (
     unexpected_error_response,
 )
 from kitpy.runtime.site import Site, load_site
-from kitpy.runtime.static import StaticFiles
+from kitpy.runtime.static import REFRESH_EVERY, StaticFiles
 
 if TYPE_CHECKING:
     from kitpy.objects import ObjectSystem
@@ -175,6 +175,8 @@ class SiteApp:
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
                 self._loop_thread = threading.get_ident()
+                if self.index_static and self._static is not None:
+                    tasks.start_soon(_keep_indexed, self._static)
                 try:
                     yield
                 finally:
@@ -325,6 +327,16 @@ class SiteApp:
     def close(self) -> None:
         """Unload the site's modules (after the lifespan is over)."""
         self.site.close()
+
+
+async def _keep_indexed(static: StaticFiles) -> None:
+    """Take in files added to ``static/`` while serving (until cancelled)."""
+    while True:
+        await anyio.sleep(REFRESH_EVERY)
+        try:
+            await anyio.to_thread.run_sync(static.refresh)
+        except Exception:  # a broken folder must not stop the refresher
+            logger.exception("static/ could not be listed again")
 
 
 def _trailing_slash_redirect(request: Request) -> Response:

@@ -80,10 +80,12 @@ Index
     ``kitpy serve`` lists the folder once at start-up (:meth:`StaticFiles.index`, in a
     worker thread, before the first request): a request for a path that named no
     file then goes to the routes at once, with no file-system call and no worker
-    thread. A file added later is served after a restart, as sirv serves a SvelteKit
-    build; a file changed or removed is seen at once, since indexed paths are still
-    checked on disk. ``kitpy dev`` and :class:`~kitpy.testing.TestClient` do not
-    index: there every new file is served at once.
+    thread. A file changed or removed is seen at once, since indexed paths are still
+    checked on disk. A worker thread looks at the folders' modification times every
+    :data:`REFRESH_EVERY` seconds and lists them again when one changed, so a file
+    added while the server runs (a front end rebuilt in place) is served within about
+    a second. ``kitpy dev`` and :class:`~kitpy.testing.TestClient` do not index: there
+    every new file is served at once.
 
 Reading
     All file-system calls run in a worker thread (``anyio.to_thread``). The body is an
@@ -117,6 +119,8 @@ from kitpy.runtime.compress import accepted_codings
 __all__ = ("StaticFiles",)
 
 CHUNK_SIZE = 64 * 1024
+#: Seconds between two looks at an indexed folder's modification times.
+REFRESH_EVERY = 1.0
 CACHE_CONTROL = "max-age=0, must-revalidate"
 #: For files under an ``immutable_assets`` folder: their names change with their content.
 IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -224,15 +228,39 @@ class StaticFiles:
         #: The URL paths of the files found by :meth:`index` (None: not indexed, every
         #: GET or HEAD asks the disk).
         self.indexed: frozenset[str] | None = None
+        #: Every folder the index walked, with its modification time then.
+        self._folders: dict[str, int] = {}
 
     def index(self) -> None:
         """Remember which URL paths name a file now (blocking: run it in a thread).
 
         Afterwards a request for any other path is handed on to the routes at once,
         without a worker thread; a path in the index is still checked on disk, so a
-        file changed or removed since is seen. ``kitpy serve`` indexes at start-up.
+        file changed or removed since is seen. :meth:`refresh` takes in files added
+        later. ``kitpy serve`` indexes at start-up and refreshes every second.
         """
-        self.indexed = frozenset(self.paths())
+        folders: dict[str, int] = {}
+        self.indexed = frozenset(self._walk(folders))
+        self._folders = folders
+
+    def refresh(self) -> bool:
+        """Index again if a folder changed since (blocking); True when it did.
+
+        A file added, removed or renamed changes its folder's modification time, so
+        this costs one ``stat`` per folder while nothing changed.
+        """
+        for folder, mtime_ns in self._folders.items():
+            try:
+                if os.stat(folder).st_mtime_ns == mtime_ns:
+                    continue
+            except OSError:
+                pass
+            self.index()
+            return True
+        if not self._folders and self.directory.is_dir():  # static/ made after start-up
+            self.index()
+            return True
+        return False
 
     async def respond(self, request: Request) -> Response | None:
         """The response for ``request`` if it names a servable file, else ``None``."""
@@ -299,15 +327,20 @@ class StaticFiles:
         """Decoded URL paths of every file served, sorted; a folder's ``index.html``
         adds the folder's own path (``/docs``, ``/``). Reads the disk: call it outside
         the event loop or in a thread."""
+        return sorted(self._walk({}))
+
+    def _walk(self, folders: dict[str, int]) -> set[str]:
+        """The URL paths :meth:`paths` lists; ``folders`` gets each folder's mtime."""
         urls: set[str] = set()
         if not self.directory.is_dir():
-            return []
+            return urls
         root = os.path.realpath(self.directory)
 
         def walk(parts: list[str], ancestors: frozenset[str]) -> None:
             folder = os.path.join(root, *parts)
             try:
                 real = os.path.realpath(folder)
+                folders[folder] = os.stat(folder).st_mtime_ns
                 names = sorted(os.listdir(folder))
             except OSError:
                 return
@@ -327,7 +360,7 @@ class StaticFiles:
                         urls.add("/" + "/".join(parts))
 
         walk([], frozenset())
-        return sorted(urls)
+        return urls
 
     def _find(self, segments: list[str]) -> _File | None:
         """The regular file that URL segments name, or None. Blocking: run in a thread.

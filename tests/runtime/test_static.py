@@ -707,13 +707,22 @@ async def test_a_path_outside_the_index_asks_no_disk(
         assert await files.respond(make_request(path)) is None
 
 
-async def test_the_index_sees_changed_and_removed_files_but_not_new_ones(site: Path) -> None:
+async def test_the_index_sees_changed_and_removed_files_and_new_ones_once_refreshed(
+    site: Path,
+) -> None:
     files = indexed(site)
+    assert files.refresh() is False  # nothing changed: nothing listed again
     (site / "a" / "b.txt").write_bytes(b"changed")
     (site / "app.js").unlink()
-    (site / "new.txt").write_bytes(b"new")
+    (site / "a" / "new.txt").write_bytes(b"new")
+    (site / "fresh").mkdir()
+    (site / "fresh" / "index.html").write_bytes(b"<p>fresh</p>")
     changed = await files.respond(make_request("/a/b.txt"))
     assert changed is not None and await body_of(changed) == b"changed"
     assert await files.respond(make_request("/app.js")) is None
-    assert await files.respond(make_request("/new.txt")) is None  # after a restart
-    assert await fetch(site, "/new.txt") is not None  # unindexed: served at once
+    assert await files.respond(make_request("/a/new.txt")) is None  # not listed yet
+    assert files.refresh() is True
+    for path, body in (("/a/new.txt", b"new"), ("/fresh", b"<p>fresh</p>")):
+        response = await files.respond(make_request(path))
+        assert response is not None and await body_of(response) == body, path
+    assert files.refresh() is False
