@@ -119,19 +119,19 @@ def format_line(
 
 def _format(held: list[str | AccessRecord]) -> list[str]:
     """The lines of what was held: lines as they are, records formatted."""
-    return [
-        item
-        if type(item) is str
-        else (
-            f'{item[0]} - "{item[1]} {_safe(item[2])} HTTP/{item[3]}" {item[4]} {item[5]} '
-            f"{item[6] * 1000:.1f}ms{'' if item[7] is None else ' ' + item[7]}"
-        )
-        for item in held
-    ]
+    lines: list[str] = []
+    for item in held:
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        who, method, target, version, status, size, duration, request_id = item
+        if not target.isprintable() or '"' in target:
+            target = _escaped(target)
+        line = f'{who} - "{method} {target} HTTP/{version}" {status} {size} {duration * 1000:.1f}ms'
+        lines.append(line if request_id is None else f"{line} {request_id}")
+    return lines
 
 
-def _safe(target: str) -> str:
+def _escaped(target: str) -> str:
     """The target, the client's text, with what would forge or break a log line escaped."""
-    if target.isprintable() and '"' not in target:
-        return target
     return target.encode("unicode_escape").decode("ascii").replace('"', '\\"')

@@ -185,8 +185,9 @@ class FastStream(anyio.abc.SocketStream):
             raise anyio.BrokenResourceError from protocol.exception
 
     async def send(self, item: bytes) -> None:
-        self._check_writable()
         protocol = self._protocol
+        if self._closed or protocol.lost or self._transport.is_closing():
+            self._check_writable()  # raises the right error
         if protocol.write_paused:
             await self._drain()
             self._check_writable()
