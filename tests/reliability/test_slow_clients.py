@@ -316,7 +316,10 @@ def test_2000_idle_websockets(running_site: RunningSite) -> None:
     )
     assert settled and settled_again, (fds_before, server.fds())
     assert (rss_open - rss_before) / IDLE_SOCKETS < 64, "over 64 KiB per idle WebSocket"
-    assert rss_second_open - rss_open < (rss_open - rss_before) / 4, "the second round grew"
+    # A leak would grow the second round by about what the first took (7 KiB a socket);
+    # what it does grow is the allocator's fixed slack (2-4 MB here, whatever the
+    # socket count), a quarter of the first round's growth since idle sockets shrank.
+    assert rss_second_open - rss_open < (rss_open - rss_before) / 2, "the second round grew"
 
 
 # -- connection churn ------------------------------------------------------------------------
