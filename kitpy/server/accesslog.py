@@ -36,12 +36,7 @@ class StderrLog:
 
     def __call__(self, line: str) -> None:
         """Log one line."""
-        held = self._held
-        held.append(line)
-        if len(held) == 1:
-            self._first_held()
-        elif len(held) >= BATCH_LINES:
-            self.flush()
+        self._hold(line)
 
     def record(
         self,
@@ -55,8 +50,12 @@ class StderrLog:
         request_id: str | None,
     ) -> None:
         """Log the line :func:`format_line` makes of these fields (``who``: the client's label)."""
+        self._hold((who, method, target, http_version, status, size, duration, request_id))
+
+    def _hold(self, item: str | AccessRecord) -> None:
+        """Keep ``item`` for the next write: at the end of this loop turn, or now."""
         held = self._held
-        held.append((who, method, target, http_version, status, size, duration, request_id))
+        held.append(item)
         if len(held) == 1:
             self._first_held()
         elif len(held) >= BATCH_LINES:
