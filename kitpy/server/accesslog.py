@@ -36,7 +36,7 @@ class StderrLog:
 
     def __call__(self, line: str) -> None:
         """Log one line."""
-        self._hold(line)
+        self.hold(line)
 
     def record(
         self,
@@ -50,9 +50,9 @@ class StderrLog:
         request_id: str | None,
     ) -> None:
         """Log the line :func:`format_line` makes of these fields (``who``: the client's label)."""
-        self._hold((who, method, target, http_version, status, size, duration, request_id))
+        self.hold((who, method, target, http_version, status, size, duration, request_id))
 
-    def _hold(self, item: str | AccessRecord) -> None:
+    def hold(self, item: str | AccessRecord) -> None:
         """Keep ``item`` for the next write: at the end of this loop turn, or now."""
         held = self._held
         held.append(item)
@@ -116,18 +116,34 @@ def format_line(
     return _format([(*record, request_id)])[0]
 
 
+#: Status codes as text (an int formatted per line costs more than a lookup).
+_STATUSES = {status: str(status) for status in range(100, 600)}
+#: Durations below this many tenths of a millisecond come from :data:`_TOOK`.
+_TOOK_TENTHS = 1000
+#: ``0.0ms`` to ``99.9ms``: a float formatted per line costs more than the rest of it.
+_TOOK = [f"{tenths / 10:.1f}ms" for tenths in range(_TOOK_TENTHS)]
+
+
 def _format(held: list[str | AccessRecord]) -> list[str]:
     """The lines of what was held: lines as they are, records formatted."""
     lines: list[str] = []
+    append = lines.append
+    took_table = _TOOK
+    statuses = _STATUSES
     for item in held:
         if isinstance(item, str):
-            lines.append(item)
+            append(item)
             continue
         who, method, target, version, status, size, duration, request_id = item
         if not target.isprintable() or '"' in target:
             target = _escaped(target)
-        line = f'{who} - "{method} {target} HTTP/{version}" {status} {size} {duration * 1000:.1f}ms'
-        lines.append(line if request_id is None else f"{line} {request_id}")
+        code = statuses.get(status) or str(status)
+        tenths = round(duration * 10000)
+        took = took_table[tenths] if 0 <= tenths < _TOOK_TENTHS else f"{duration * 1000:.1f}ms"
+        if request_id is None:
+            append(f'{who} - "{method} {target} HTTP/{version}" {code} {size} {took}')
+        else:
+            append(f'{who} - "{method} {target} HTTP/{version}" {code} {size} {took} {request_id}')
     return lines
 
 

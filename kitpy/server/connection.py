@@ -38,6 +38,7 @@ from kitpy.protocol.websocket import FrameCache, accept_upgrade, origin_allowed,
 from kitpy.server.accesslog import StderrLog, client_label, format_line
 from kitpy.server.requestid import REQUEST_ID, new_request_id, request_id_for
 from kitpy.server.shutdown import ConnectionTracker
+from kitpy.server.stream import FastStream
 from kitpy.server.websocket import CallbackDriver, TaskDriver, websocket_driver
 from kitpy.types import App
 
@@ -129,6 +130,7 @@ class _Connection:
         "close_code",
         "draining",
         "driver",
+        "fast",
         "frames",
         "fresh",
         "handshake",
@@ -163,13 +165,16 @@ class _Connection:
     ) -> None:
         self.app = app
         self.stream = stream
+        #: ``stream`` when it is a :class:`FastStream` (asyncio), which can write
+        #: without a coroutine.
+        self.fast = stream if isinstance(stream, FastStream) else None
         self.client = client
         self.scheme = scheme
         self.limits = limits
         self.access_log = access_log
-        #: The access log's :meth:`StderrLog.record` when it has one (the fields of a
-        #: line, formatted when written), and the client as the log names it.
-        self.record = access_log.record if isinstance(access_log, StderrLog) else None
+        #: The access log's :meth:`StderrLog.hold` when it has one (takes the fields of
+        #: a line, formatted when written), and the client as the log names it.
+        self.record = access_log.hold if isinstance(access_log, StderrLog) else None
         self.who = client_label(client)
         self.allowed_origins = allowed_origins
         self.tracker = tracker
@@ -368,7 +373,7 @@ class _Connection:
         try:
             if self.record is not None:
                 self.record(
-                    self.who, method, target, version, status, size, duration, self.request_id
+                    (self.who, method, target, version, status, size, duration, self.request_id)
                 )
             else:
                 assert self.access_log is not None
@@ -406,7 +411,23 @@ class _Connection:
                 logger.warning("WebSocket upgrade refused: Origin %r is not allowed", origin)
                 response = _plain(403, "WebSocket origin not allowed")
         if response is None:
-            response = await self._call_app(head)
+            request = self._request(head)
+            try:  # the app, in this coroutine: one frame less per request
+                response = await self.app(request)
+            except HTTPError as exc:
+                response = _plain(exc.status, exc.message, exc.headers)
+            except Exception:
+                logger.exception("the app failed on %s %s", head.method, head.target)
+                response = _plain(500, "Internal Server Error")
+            else:
+                if not isinstance(response, Response):
+                    logger.error(
+                        "the app answered %s %s with %r, not a Response",
+                        head.method,
+                        head.target,
+                        type(response).__name__,
+                    )
+                    response = _plain(500, "Internal Server Error")
         status = response.status
         if status < 200:
             if status == 101:
@@ -423,7 +444,10 @@ class _Connection:
         body = response.body
         try:
             data, framing = protocol.encode_response(
-                status, response.headers.items(), body, request_id
+                status,
+                response.headers._items,
+                body,
+                request_id,  # read, not kept
             )
         except (UnicodeEncodeError, ValueError) as exc:
             logger.error("cannot encode the response headers for %s: %s", head.target, exc)
@@ -442,8 +466,14 @@ class _Connection:
             )
             if response.stream is not None:
                 _close_stream(response.stream)
-            try:  # self.send() without its coroutine: the common case
-                await self.stream.send(data)
+            try:  # self.send() without its coroutine, and the write without one on asyncio
+                fast = self.fast
+                if fast is None:
+                    await self.stream.send(data)
+                else:
+                    rest = fast.start_send(data)
+                    if rest is not None:
+                        await rest
             except _STREAM_ERRORS:
                 self.broken = True
                 return False
@@ -461,14 +491,16 @@ class _Connection:
         record = self.record
         if record is not None:
             record(
-                self.who,
-                head.method,
-                head.target,
-                head.http_version,
-                status,
-                size,
-                _perf_counter() - started,
-                request_id,
+                (
+                    self.who,
+                    head.method,
+                    head.target,
+                    head.http_version,
+                    status,
+                    size,
+                    _perf_counter() - started,
+                    request_id,
+                )
             )
         elif self.access_log is not None:
             self._log(head.method, head.target, head.http_version, status, size, started)
@@ -479,33 +511,21 @@ class _Connection:
             return await self._drain()
         return True
 
-    async def _call_app(self, head: RequestHead) -> Response:
+    def _request(self, head: RequestHead) -> Request:
+        """The request the app gets for ``head`` (its body read on demand)."""
         protocol = self.protocol
         if not protocol.body_done:
             self.body_deadline = None
-        request = Request.from_wire(
+        target = head.target
+        return Request.from_wire(
             head.method,
-            _url(self.scheme, head),
+            URL.from_target(self.scheme, head.host, target)
+            if target.startswith("/")
+            else _url(self.scheme, head),
             head.headers,
             None if protocol.body_done else _RequestBody(self),
             client=self.client,
         )
-        try:
-            response = await self.app(request)
-        except HTTPError as exc:
-            return _plain(exc.status, exc.message, exc.headers)
-        except Exception:
-            logger.exception("the app failed on %s %s", head.method, head.target)
-            return _plain(500, "Internal Server Error")
-        if not isinstance(response, Response):
-            logger.error(
-                "the app answered %s %s with %r, not a Response",
-                head.method,
-                head.target,
-                type(response).__name__,
-            )
-            return _plain(500, "Internal Server Error")
-        return response
 
     def _upgrade(self, head: RequestHead, response: Response, started: float) -> bool:
         """Accept a WebSocket handshake: :attr:`driver` runs it; False if it is invalid."""

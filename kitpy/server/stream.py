@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import anyio
@@ -196,13 +196,42 @@ class FastStream(anyio.abc.SocketStream):
         except RuntimeError as exc:
             raise anyio.BrokenResourceError from exc
         if protocol.write_paused:
-            await self._drain()
-            self._check_writable()
+            await self._drained()
         else:
             self._run += 1
             if self._run >= YIELD_EVERY:
                 self._run = 0
                 await asyncio.sleep(0)
+
+    def start_send(self, item: bytes) -> Coroutine[Any, Any, None] | None:
+        """:meth:`send` without a coroutine when it would not wait: None once done.
+
+        Otherwise the coroutine to await for the rest (the whole send, or the wait for
+        the kernel to take what this write left over): awaiting it completes exactly
+        what ``await send(item)`` does. Raises what :meth:`send` raises.
+        """
+        protocol = self._protocol
+        if (
+            self._closed
+            or protocol.lost
+            or protocol.write_paused
+            or self._run >= YIELD_EVERY - 1
+            or self._transport.is_closing()
+        ):
+            return self.send(item)
+        try:
+            self._transport.write(item)
+        except RuntimeError as exc:
+            raise anyio.BrokenResourceError from exc
+        self._run += 1
+        if protocol.write_paused:
+            return self._drained()
+        return None
+
+    async def _drained(self) -> None:
+        """What :meth:`send` does after a write that left bytes unsent."""
+        await self._drain()
+        self._check_writable()
 
     @property
     def backed_up(self) -> bool:

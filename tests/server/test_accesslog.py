@@ -157,3 +157,11 @@ def test_the_server_logs_through_stderr_log_records(monkeypatch: pytest.MonkeyPa
         r'10\.0\.0\.7:4000 - "GET /x HTTP/1\.1" 200 2 [0-9]+\.[0-9]ms ' + request_id[1].decode(),
         line,
     ), line
+
+
+@pytest.mark.parametrize(
+    "seconds", [0.0, 0.00004, 0.00042, 0.00123, 0.0123, 0.0421, 0.0997, 0.1234, 1.5, 12.3456]
+)
+def test_durations_read_as_milliseconds_to_a_tenth(seconds: float) -> None:
+    line = format_line(("127.0.0.1", 1), "GET", "/", "1.1", 200, 0, seconds)
+    assert line.endswith(f" {seconds * 1000:.1f}ms")

@@ -113,3 +113,56 @@ async def test_accepts_waiting_connections_in_one_batch(anyio_backend: str) -> N
         for stream in streams:
             await stream.aclose()
         await listener.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_start_send_writes_at_once_or_hands_back_the_wait(anyio_backend: str) -> None:
+    stream, client, listener = await connected_pair()
+    try:
+        assert stream.start_send(b"hello") is None  # the kernel took it: nothing to await
+        await anyio.wait_readable(client)
+        assert client.recv(100) == b"hello"
+        chunk = b"x" * 65536
+        rest = None
+        for _ in range(1000):  # the client does not read: soon a write is left over
+            rest = stream.start_send(chunk)
+            if rest is not None:
+                break
+        assert rest is not None
+        with anyio.move_on_after(0.3) as scope:
+            await rest  # waits for the kernel to take the rest, as send() would
+        assert scope.cancelled_caught
+        assert stream.backed_up
+        pending = stream.start_send(b"more")  # backed up: the whole send() is handed back
+        assert pending is not None
+        pending.close()
+        client.close()
+        with pytest.raises(anyio.BrokenResourceError):
+            for _ in range(100):
+                rest = stream.start_send(chunk)
+                if rest is not None:
+                    await rest
+                await anyio.sleep(0.01)
+    finally:
+        client.close()
+        await stream.aclose()
+        await listener.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_start_send_yields_as_often_as_send(anyio_backend: str) -> None:
+    stream, client, listener = await connected_pair()
+    try:
+        handed_back = 0
+        for _ in range(YIELD_EVERY * 3):
+            rest = stream.start_send(b"x")
+            if rest is not None:
+                handed_back += 1
+                await rest  # the yield send() makes every YIELD_EVERY calls
+        assert handed_back == 3
+    finally:
+        client.close()
+        await stream.aclose()
+        await listener.aclose()
