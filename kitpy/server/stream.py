@@ -75,14 +75,17 @@ class _Protocol(asyncio.Protocol):
         self.transport.set_write_buffer_limits(0)
 
     def data_received(self, data: bytes) -> None:
-        if self.chunks is _NO_CHUNKS:
-            self.chunks = deque()
-        self.chunks.append(bytes(data))
+        chunks = self.chunks
+        if chunks is _NO_CHUNKS:
+            self.chunks = chunks = deque()
+        chunks.append(data if type(data) is bytes else bytes(data))
         self.size += len(data)
         if self.size > READ_HIGH_WATER and not self.read_paused and self.transport is not None:
             self.read_paused = True
             self.transport.pause_reading()
-        _wake(self.reader)
+        reader = self.reader  # _wake(self.reader), inline: once per request
+        if reader is not None and not reader.done():
+            reader.set_result(None)
 
     def eof_received(self) -> bool:
         self.eof = True
