@@ -443,11 +443,9 @@ class _Connection:
             protocol.keep_alive = False
         body = response.body
         try:
+            # The header pairs themselves, not a copy: the writer only reads them.
             data, framing = protocol.encode_response(
-                status,
-                response.headers._items,
-                body,
-                request_id,  # read, not kept
+                status, response.headers._items, body, request_id
             )
         except (UnicodeEncodeError, ValueError) as exc:
             logger.error("cannot encode the response headers for %s: %s", head.target, exc)
