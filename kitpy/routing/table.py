@@ -101,6 +101,9 @@ class RouteTable:
         check_conflicts(routes)
         self.routes: list[RouteSpec] = sort_routes(routes)
         self._trie = RouteTrie(self.routes, self.matchers)
+        #: ``find(raw_path)``: the match as ``(route, params)``, params a dict of the
+        #: caller's own (see :meth:`RouteTrie.find`); no RouteMatch is made.
+        self.find: Callable[[str], tuple[RouteSpec, dict[str, str]] | None] = self._trie.find
 
     def match(self, raw_path: str) -> RouteMatch | None:
         """The route for ``raw_path`` (as received: percent-encoded, no query string),

@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import Any
 from urllib.parse import unquote
 
 from .discover import RouteSpec
@@ -118,6 +119,16 @@ class _Edge:
     checks: tuple[Matcher | None, ...]
     regex: re.Pattern[str] | None = None
     prefix: str = ""
+    # Read per request, so kept as plain fields: the first parameter's name, and
+    # whether the edge is a rest or an optional.
+    name: str = field(init=False)
+    is_rest: bool = field(init=False)
+    is_optional: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.params[0].name if self.params else ""
+        self.is_rest = self.kind is _EdgeKind.REST
+        self.is_optional = self.kind is _EdgeKind.OPTIONAL
 
 
 class RouteTrie:
@@ -208,87 +219,139 @@ class RouteTrie:
         found = self._static_hits.get(raw_path)
         if found is not None:
             return found
-        search = _Search(split_path(raw_path))
-        search.walk(self._root, 0)
-        if search.route is None:
+        route_params = self.find(raw_path)
+        if route_params is None:
             return None
-        found = RouteMatch(search.route, search.result)
-        if search.route.id in self._static_ids and len(self._static_hits) < STATIC_CACHE_SIZE:
-            self._static_hits[raw_path] = found
-        return found
+        found = self._static_hits.get(raw_path)
+        return found if found is not None else RouteMatch(*route_params)
+
+    def find(self, raw_path: str) -> tuple[RouteSpec, dict[str, str]] | None:
+        """What :meth:`match` finds, as ``(route, params)``; ``params`` is a new dict
+        the caller may keep and change (the runtime's per-request look-up)."""
+        hit = self._static_hits.get(raw_path)
+        if hit is not None:
+            return hit.route, {}
+        if "%" in raw_path:
+            raw_path_decoded = decode_path(raw_path)
+        else:
+            raw_path_decoded = raw_path
+        # split_path() inlined: this runs once per request.
+        body = raw_path_decoded[1:] if raw_path_decoded[:1] == "/" else raw_path_decoded
+        if body[-1:] == "/":
+            body = body[:-1]
+        segs = body.split("/") if body else []
+        found: list[Any] = [NO_RANK, None, None]
+        _walk(self._root, segs, 0, len(segs), {}, found)
+        route: RouteSpec | None = found[1]
+        if route is None:
+            return None
+        params: dict[str, str] = found[2]
+        if route.id in self._static_ids and len(self._static_hits) < STATIC_CACHE_SIZE:
+            self._static_hits[raw_path] = RouteMatch(route, {})
+        return route, params
 
 
-class _Search:
-    """One depth-first search; keeps the best match found so far."""
+# The search is plain functions over (node, segments, index): no object per request.
+# ``found`` is ``[rank, route, params]``, the best match so far.
 
-    __slots__ = ("n", "params", "rank", "result", "route", "segs")
 
-    def __init__(self, segs: list[str]) -> None:
-        self.segs = segs
-        self.n = len(segs)
-        self.params: dict[str, str] = {}
-        self.rank = NO_RANK
-        self.route: RouteSpec | None = None
-        self.result: dict[str, str] = {}
-
-    def walk(self, node: _Node, i: int) -> None:
-        if node.best >= self.rank:
-            return
-        segs, n = self.segs, self.n
-        if i == n and node.rank < self.rank:
-            self.rank, self.route, self.result = node.rank, node.route, dict(self.params)
-        if i < n:
-            child = node.static.get(segs[i])
-            if child is not None:
-                self.walk(child, i + 1)
-        for edge in node.dynamic:
-            if edge.child.best >= self.rank:
-                break  # sorted by best rank: nothing further can win
-            if edge.kind is _EdgeKind.REST:
-                # greedy, as SvelteKit's `(?:/(.*))?`: the longest rest first
-                for end in range(n, i - 1, -1):
-                    self._try(edge, i, end, decode_param("/".join(segs[i:end])))
-                continue
-            if i < n and segs[i]:
-                self._try(edge, i, i + 1, decode_param(segs[i]))
-            if edge.kind is _EdgeKind.OPTIONAL:
-                self.walk(edge.child, i)  # the optional takes nothing
-        if i < n and node.mixed:
-            seg = segs[i]
-            for length in node.prefix_lengths:
-                if length > len(seg):
+def _walk(
+    node: _Node, segs: list[str], i: int, n: int, params: dict[str, str], found: list[Any]
+) -> None:
+    if node.best >= found[0]:
+        return
+    if i == n:
+        if node.rank < found[0]:
+            found[0], found[1], found[2] = node.rank, node.route, dict(params)
+    else:
+        child = node.static.get(segs[i])
+        if child is not None:
+            if i + 1 == n and not child.dynamic:
+                # The last segment, onto a node nothing empty can follow: what the
+                # call would do (a better rank implies a better best).
+                if child.rank < found[0]:
+                    found[0], found[1], found[2] = child.rank, child.route, dict(params)
+            else:
+                _walk(child, segs, i + 1, n, params, found)
+    for edge in node.dynamic:
+        if edge.child.best >= found[0]:
+            break  # sorted by best rank: nothing further can win
+        if edge.is_rest:
+            # greedy, as SvelteKit's `(?:/(.*))?`: the longest rest first
+            for end in range(n, i - 1, -1):
+                _try(edge, segs, end, n, params, found, decode_param("/".join(segs[i:end])))
+            continue
+        if i < n and segs[i]:
+            value = segs[i]
+            if "%" in value:
+                value = unquote(value, errors="replace")
+            check = edge.checks[0]
+            if check is None or check(value):
+                name = edge.name
+                params[name] = value
+                child = edge.child
+                if i + 1 == n and not child.dynamic:  # as above
+                    if child.rank < found[0]:
+                        found[0], found[1], found[2] = child.rank, child.route, dict(params)
+                else:
+                    _walk(child, segs, i + 1, n, params, found)
+                del params[name]
+        if edge.is_optional:
+            _walk(edge.child, segs, i, n, params, found)  # the optional takes nothing
+    if i < n and node.mixed:
+        seg = segs[i]
+        for length in node.prefix_lengths:
+            if length > len(seg):
+                break
+            for edge in node.mixed.get(seg[:length], ()):
+                if edge.child.best >= found[0]:
                     break
-                for edge in node.mixed.get(seg[:length], ()):
-                    if edge.child.best >= self.rank:
-                        break
-                    # lazy, as SvelteKit's `(.*?)`: the fewest segments first
-                    last = n if edge.kind is _EdgeKind.MIXED_REST else i + 1
-                    for end in range(i + 1, last + 1):
-                        self._try_mixed(edge, i, end)
+                # lazy, as SvelteKit's `(.*?)`: the fewest segments first
+                last = n if edge.kind is _EdgeKind.MIXED_REST else i + 1
+                for end in range(i + 1, last + 1):
+                    _try_mixed(edge, segs, i, end, n, params, found)
 
-    def _try(self, edge: _Edge, i: int, end: int, value: str) -> None:
-        check = edge.checks[0]
+
+def _try(
+    edge: _Edge,
+    segs: list[str],
+    end: int,
+    n: int,
+    params: dict[str, str],
+    found: list[Any],
+    value: str,
+) -> None:
+    check = edge.checks[0]
+    if check is not None and not check(value):
+        return
+    name = edge.name
+    params[name] = value
+    _walk(edge.child, segs, end, n, params, found)
+    del params[name]
+
+
+def _try_mixed(
+    edge: _Edge,
+    segs: list[str],
+    i: int,
+    end: int,
+    n: int,
+    params: dict[str, str],
+    found: list[Any],
+) -> None:
+    assert edge.regex is not None
+    matched = edge.regex.fullmatch("/".join(segs[i:end]))
+    if matched is None:
+        return
+    values: list[tuple[str, str]] = []
+    for param, check, raw in zip(edge.params, edge.checks, matched.groups(), strict=True):
+        if not raw and param.kind is ParamKind.OPTIONAL:
+            continue  # an optional that matched nothing is absent
+        value = decode_param(raw or "")
         if check is not None and not check(value):
             return
-        name = edge.params[0].name
-        self.params[name] = value
-        self.walk(edge.child, end)
-        del self.params[name]
-
-    def _try_mixed(self, edge: _Edge, i: int, end: int) -> None:
-        assert edge.regex is not None
-        found = edge.regex.fullmatch("/".join(self.segs[i:end]))
-        if found is None:
-            return
-        values: list[tuple[str, str]] = []
-        for param, check, raw in zip(edge.params, edge.checks, found.groups(), strict=True):
-            if not raw and param.kind is ParamKind.OPTIONAL:
-                continue  # an optional that matched nothing is absent
-            value = decode_param(raw or "")
-            if check is not None and not check(value):
-                return
-            values.append((param.name, value))
-        self.params.update(values)
-        self.walk(edge.child, end)
-        for name, _ in values:
-            del self.params[name]
+        values.append((param.name, value))
+    params.update(values)
+    _walk(edge.child, segs, end, n, params, found)
+    for name, _ in values:
+        del params[name]

@@ -43,8 +43,15 @@ from kitpy.http.results import ResultError, to_response
 from kitpy.http.websocket import WebSocketClosed
 from kitpy.runtime.compress import compress_response
 from kitpy.runtime.config import ServerConfig
-from kitpy.runtime.dispatch import dispatch
-from kitpy.runtime.event import Env, Platform, RequestEvent, client_and_url, set_cookie_headers
+from kitpy.runtime.dispatch import dispatch, strip_body, timed_out
+from kitpy.runtime.event import (
+    Env,
+    Platform,
+    RequestEvent,
+    client_and_url,
+    make_event,
+    set_cookie_headers,
+)
 from kitpy.runtime.hooks import (
     call_handle,
     http_error_response,
@@ -150,6 +157,15 @@ class SiteApp:
         self._cookie_secret = server.cookie_secret
         self._handler_timeout = server.handler_timeout
         self._compress = server.compress
+        self._find = site.table.find
+        #: Nothing between the route and its handler but hooks.py's handle(), which
+        #: __call__ checks per request: it may answer in its own frame.
+        self._direct = (
+            self._static is None
+            and not self._trusts_proxies
+            and self._handler_timeout is None
+            and not self._compress
+        )
         self._tasks: TaskGroup | None = None
         self._loop_thread: int | None = None
         self._running = 0
@@ -240,7 +256,51 @@ class SiteApp:
 
     async def __call__(self, request: Request) -> Response:
         try:
-            return await self._respond(request)
+            site = self.site
+            if not self._direct or site.handle is not None:
+                return await self._respond(request)
+            # The common configuration: what _respond, _resolve and dispatch do there,
+            # in this one frame (each coroutine layer costs about a microsecond).
+            raw_path = request.url.raw_path
+            if len(raw_path) > 1 and raw_path[-1] == "/":
+                return _trailing_slash_redirect(request)
+            found = self._find(raw_path)
+            if found is None:
+                event = make_event(request, self.platform, {}, None, self._cookie_secret)
+                endpoint = None
+            else:
+                route_id = found[0].id
+                event = make_event(request, self.platform, found[1], route_id, self._cookie_secret)
+                endpoint = site.endpoints.get(route_id) if route_id else None
+            where = "static/"
+            try:
+                if endpoint is None:
+                    raise HTTPError(404)
+                where = endpoint.file
+                method = request.method
+                call = endpoint.call_for(method)
+                if call is None or not call.on_loop:
+                    response = await dispatch(endpoint, event)
+                else:
+                    try:
+                        if call.is_async:
+                            result = await call.handler(event)
+                        else:
+                            result = call.handler(event)
+                        if type(result) is not dict and inspect.isawaitable(result):
+                            result = await result
+                    except TimeoutError:
+                        raise timed_out(call, None) from None
+                    response = to_response(result, call.where)
+                    if method == "HEAD":
+                        await strip_body(response)
+            except Exception as exc:
+                response = await self._resolve_failed(exc, event, where)
+            cookies = event._cookies
+            if cookies is not None:
+                for value in cookies.set_cookie_headers():
+                    response.headers.add("set-cookie", value)
+            return response
         except Exception:  # pragma: no cover - a bug in kitpy itself; keep serving
             logger.exception("kitpy failed to answer %s %s", request.method, request.url)
             return text("Internal Server Error", 500)
@@ -310,14 +370,32 @@ class SiteApp:
                 raise HTTPError(404)
             where = endpoint.file
             return await dispatch(endpoint, event, time_limit=self._handler_timeout)
-        except HTTPError as exc:
-            return http_error_response(exc, event.request)
-        except ResultError as exc:
-            logger.error("%s", exc)
-            return await self._unexpected(exc, event)
         except Exception as exc:
+            return await self._resolve_error(exc, event, where)
+
+    async def _resolve_error(self, exc: Exception, event: RequestEvent, where: str) -> Response:
+        """The response ``_resolve`` gives when ``where`` (a route file) raised ``exc``."""
+        if isinstance(exc, HTTPError):
+            return http_error_response(exc, event.request)
+        if isinstance(exc, ResultError):
+            logger.error("%s", exc)
+        else:
             logger.error("%s: %s raised", where, event.request.method, exc_info=exc)
-            return await self._unexpected(exc, event)
+        return await self._unexpected(exc, event)
+
+    async def _resolve_failed(self, exc: Exception, event: RequestEvent, where: str) -> Response:
+        """:meth:`_resolve_error`, and what ``_respond`` makes of an error raised there
+        (the direct path of ``__call__`` stands for both)."""
+        try:
+            return await self._resolve_error(exc, event, where)
+        except HTTPError as inner:
+            return http_error_response(inner, event.request)
+        except ResultError as inner:
+            logger.error("%s", inner)
+            return await self._unexpected(inner, event)
+        except Exception as inner:
+            logger.error("hooks.py: handle() raised", exc_info=inner)
+            return await self._unexpected(inner, event)
 
     async def _unexpected(self, exc: BaseException, event: RequestEvent) -> Response:
         return await unexpected_error_response(

@@ -30,7 +30,15 @@ from kitpy.http.response import Response
 from kitpy.http.results import to_response
 from kitpy.runtime.event import RequestEvent
 
-__all__ = ("HANDLER_NAMES", "Endpoint", "dispatch", "endpoint_from_module", "on_loop")
+__all__ = (
+    "HANDLER_NAMES",
+    "Endpoint",
+    "dispatch",
+    "endpoint_from_module",
+    "on_loop",
+    "strip_body",
+    "timed_out",
+)
 
 #: Handler names in the order ``Allow`` lists their methods.
 HANDLER_NAMES = ("get", "post", "put", "patch", "delete", "options")
@@ -77,6 +85,14 @@ class _Call:
     mode: _Mode
     #: ``routes/x.py: get()``, for log lines and error messages.
     where: str
+    #: Not a worker thread's: the runtime may call it in its own frame (see app.py).
+    on_loop: bool = field(init=False)
+    #: ``async def``: the call gives a coroutine to await.
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on_loop", self.mode is not _Mode.THREAD)
+        object.__setattr__(self, "is_async", self.mode is _Mode.ASYNC)
 
 
 @dataclass(frozen=True)
@@ -187,12 +203,17 @@ async def dispatch(
             with anyio.fail_after(time_limit):
                 result = await _run(call, event, abandon=True)
     except TimeoutError:
-        logger.error("%s did not return within handler_timeout (%ss)", call.where, time_limit)
-        raise HTTPError(503, "The handler took too long to answer.") from None
+        raise timed_out(call, time_limit) from None
     response = to_response(result, call.where)
     if method == "HEAD":
-        await _strip_body(response)
+        await strip_body(response)
     return response
+
+
+def timed_out(call: _Call, time_limit: float | None) -> HTTPError:
+    """Log that ``call`` raised TimeoutError (or ran past ``handler_timeout``); the 503."""
+    logger.error("%s did not return within handler_timeout (%ss)", call.where, time_limit)
+    return HTTPError(503, "The handler took too long to answer.")
 
 
 async def _run(call: _Call, event: RequestEvent, *, abandon: bool) -> Any:
@@ -209,7 +230,7 @@ async def _run(call: _Call, event: RequestEvent, *, abandon: bool) -> Any:
     return result
 
 
-async def _strip_body(response: Response) -> None:
+async def strip_body(response: Response) -> None:
     """Drop the body of a HEAD response, keeping the length GET would send."""
     if response.body is not None and response.status not in (204, 304) and response.status >= 200:
         response.headers.setdefault("content-length", str(len(response.body)))

@@ -23,7 +23,14 @@ from kitpy.http.request import Request
 from kitpy.http.url import URL
 from kitpy.runtime.config import ServerConfig
 
-__all__ = ("Env", "Platform", "RequestEvent", "client_and_url", "set_cookie_headers")
+__all__ = (
+    "Env",
+    "Platform",
+    "RequestEvent",
+    "client_and_url",
+    "make_event",
+    "set_cookie_headers",
+)
 
 
 class Env:
@@ -134,6 +141,32 @@ class RequestEvent:
 
     def __repr__(self) -> str:
         return f"<RequestEvent {self.request.method} {self.url.raw_path} route={self.route!r}>"
+
+
+def make_event(
+    request: Request,
+    platform: Platform,
+    params: dict[str, str],
+    route: str | None,
+    cookie_secret: str | None,
+) -> RequestEvent:
+    """``RequestEvent(request, platform=..., params=..., route=..., cookie_secret=...)``
+    (the client being ``request.client``), made without the keyword call: the runtime
+    makes one per request."""
+    event = _new_object(RequestEvent)
+    event.request = request
+    event.url = request.url
+    event.params = params
+    event.route = route
+    event.locals = {}
+    event.platform = platform
+    event.client = request.client
+    event._cookie_secret = cookie_secret
+    event._cookies = None
+    return event
+
+
+_new_object = object.__new__
 
 
 def set_cookie_headers(event: RequestEvent) -> list[str]:
