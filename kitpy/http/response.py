@@ -85,14 +85,18 @@ def checked_response(body: bytes, status: int, content_type: str | None) -> Resp
     """A Response from parts already known to be valid (a status from 100 to 599 and
     bytes), with ``content_type`` as its only header (none when None): what
     ``Response(body, status, {"content-type": ...})`` makes, without its checks."""
-    response = Response.__new__(Response)
+    response = _new_object(Response)
+    headers = _new_object(Headers)
+    headers._items = [] if content_type is None else [("content-type", content_type)]
     response.status = status
-    response.headers = Headers.__new__(Headers)
-    response.headers._items = [] if content_type is None else [("content-type", content_type)]
+    response.headers = headers
     response.websocket = None
     response.stream = None
     response.body = body
     return response
+
+
+_new_object = object.__new__
 
 
 def json(data: Any, status: int = 200, headers: HeadersInit = None) -> Response:

@@ -13,6 +13,7 @@ from kitpy.http.response import BYTES_TYPE, JSON_TYPE, TEXT_TYPE, Response, chec
 __all__ = ("ResultError", "to_response")
 
 _DICT_KEYS = frozenset({"status", "headers", "body"})
+_ABSENT = object()
 
 
 class ResultError(KitpyError):
@@ -62,6 +63,8 @@ def to_response(result: Any, where: str) -> Response:
     other object returned) raises :class:`ResultError`, which the app answers with a
     500 and logs with the route file and the problem.
     """
+    if type(result) is dict:  # the common case first; a dict is never a Response
+        return _from_dict(result, where)
     if isinstance(result, Response):
         return result
     if isinstance(result, dict):
@@ -79,6 +82,16 @@ def to_response(result: Any, where: str) -> Response:
 
 
 def _from_dict(result: dict[Any, Any], where: str) -> Response:
+    if len(result) == 1:
+        # {"body": ...} alone: no status or headers to check.
+        body = result.get("body", _ABSENT)
+        kind = type(body)
+        if kind is str:
+            return checked_response(body.encode(), 200, TEXT_TYPE)
+        if kind is dict or kind is list:
+            return checked_response(_json_body(body, where), 200, JSON_TYPE)
+        if kind is bytes:
+            return checked_response(body, 200, BYTES_TYPE)
     if not _DICT_KEYS.issuperset(result):
         unknown = [key for key in result if key not in _DICT_KEYS]
         keys = ", ".join(repr(k) for k in unknown)
