@@ -13,6 +13,8 @@ from kitpy.http.url import URL
 
 __all__ = ("Request",)
 
+_new_object = object.__new__
+
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     if data:
@@ -67,7 +69,7 @@ class Request:
         """A request as a server parsed it; ``raw_headers`` are wire pairs it has
         validated, decoded into :attr:`headers` only when they are first read. ``body``
         is None when the request has none."""
-        request = cls.__new__(cls)
+        request = _new_object(cls)
         request.method = method.upper()
         request.url = url
         request._headers = None

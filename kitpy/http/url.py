@@ -10,6 +10,7 @@ from kitpy.http.multidict import MultiDict
 __all__ = ("URL", "QueryParams", "decode_path")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_new_object = object.__new__
 
 
 def decode_path(raw: str) -> str:
@@ -51,14 +52,16 @@ class URL:
     @classmethod
     def from_target(cls, scheme: str, host_header: str, target: str) -> URL:
         """Build from a request target (``/a%20b?x=1``) and the Host header."""
-        url = cls.__new__(cls)
+        url = _new_object(cls)
         url.scheme = scheme
-        host, port = _split_host(host_header)
-        url.host = host
+        url.host, port = _split_host(host_header)
         url.port = port if port is not None else _DEFAULT_PORTS.get(scheme)
-        path, _, query = target.partition("?")
-        url.raw_path = path or "/"
-        url.query_string = query
+        if "?" in target:
+            path, _, url.query_string = target.partition("?")
+            url.raw_path = path or "/"
+        else:  # most targets: no tuple to build and take apart
+            url.raw_path = target or "/"
+            url.query_string = ""
         url._query = None
         return url
 
