@@ -266,11 +266,15 @@ class SiteApp:
                 return _trailing_slash_redirect(request)
             found = self._find(raw_path)
             if found is None:
-                event = make_event(request, self.platform, {}, None, self._cookie_secret)
+                event = make_event(
+                    request, self.platform, {}, None, request.client, self._cookie_secret
+                )
                 endpoint = None
             else:
                 route_id = found[0].id
-                event = make_event(request, self.platform, found[1], route_id, self._cookie_secret)
+                event = make_event(
+                    request, self.platform, found[1], route_id, request.client, self._cookie_secret
+                )
                 endpoint = site.endpoints.get(route_id) if route_id else None
             where = "static/"
             try:
@@ -313,19 +317,12 @@ class SiteApp:
             client, request = client_and_url(request, self.site.config.server)
         else:
             client = request.client
-        match = self.site.table.match(raw_path)
-        if match is None:
-            event = RequestEvent(
-                request, platform=self.platform, client=client, cookie_secret=self._cookie_secret
-            )
+        found = self._find(raw_path)
+        if found is None:
+            event = make_event(request, self.platform, {}, None, client, self._cookie_secret)
         else:
-            event = RequestEvent(
-                request,
-                platform=self.platform,
-                params=dict(match.params),
-                route=match.route.id,
-                client=client,
-                cookie_secret=self._cookie_secret,
+            event = make_event(
+                request, self.platform, found[1], found[0].id, client, self._cookie_secret
             )
         handle = self.site.handle
         try:

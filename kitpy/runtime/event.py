@@ -148,11 +148,12 @@ def make_event(
     platform: Platform,
     params: dict[str, str],
     route: str | None,
+    client: tuple[str, int] | None,
     cookie_secret: str | None,
 ) -> RequestEvent:
-    """``RequestEvent(request, platform=..., params=..., route=..., cookie_secret=...)``
-    (the client being ``request.client``), made without the keyword call: the runtime
-    makes one per request."""
+    """``RequestEvent(request, platform=..., params=..., route=..., client=...,
+    cookie_secret=...)`` made without the keyword call: the runtime makes one per
+    request."""
     event = _new_object(RequestEvent)
     event.request = request
     event.url = request.url
@@ -160,7 +161,7 @@ def make_event(
     event.route = route
     event.locals = {}
     event.platform = platform
-    event.client = request.client
+    event.client = client if client is not None else request.client
     event._cookie_secret = cookie_secret
     event._cookies = None
     return event

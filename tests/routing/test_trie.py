@@ -520,3 +520,20 @@ def test_the_remembered_matches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(table._trie._static_hits) == 3
     for path in spellings:
         assert _match(table, path) == ("/about", {}), path
+
+
+def test_find_gives_params_of_the_callers_own() -> None:
+    table = RouteTable([_spec("/about"), _spec("/a/[id]")])
+    found = table.find("/about")
+    assert found is not None and found[0].id == "/about" and found[1] == {}
+    found[1]["x"] = "1"
+    again = table.find("/about")  # now from the remembered match
+    assert again is not None and again[1] == {}
+    match = table.match("/about")
+    assert match is not None and match.params == {}
+    one = table.find("/a/1")
+    assert one is not None and one[1] == {"id": "1"}
+    one[1]["id"] = "changed"
+    two = table.find("/a/1")
+    assert two is not None and two[1] == {"id": "1"}
+    assert table.find("/b") is None and table.match("/b") is None
