@@ -282,7 +282,7 @@ class SiteApp:
                     raise HTTPError(404)
                 where = endpoint.file
                 method = request.method
-                call = endpoint.call_for(method)
+                call = endpoint._calls.get(method, endpoint._fallback)  # call_for(), inline
                 if call is None or not call.on_loop:
                     response = await dispatch(endpoint, event)
                 else:
