@@ -432,6 +432,26 @@ def test_deadline_idle_then_header_timeout_from_cycle_start() -> None:
     assert server.deadline() == 2005.0
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_deadline_counts_bytes_not_yet_read_and_pipelined(fast: bool) -> None:
+    clock = FakeClock(1000.0)
+    server = HTTP11Protocol(Limits(header_timeout=10, keepalive_timeout=5), clock, fast=fast)
+    server.receive_data(b"GET / HTTP/1.1\r\nHo")  # buffered, not parsed yet
+    assert server.deadline() == 1010.0
+    server.receive_data(b"st: x\r\n\r\nGET /next HTTP/1.1\r\n")
+    assert isinstance(server.next_event(), RequestHead)
+    server.encode_response(200, [], b"")
+    clock.now = 2000.0
+    assert server.start_next_cycle()
+    assert server.deadline() == 2010.0  # part of the next head came with the first
+    server.receive_data(b"Host: x\r\n\r\n")
+    assert isinstance(server.next_event(), RequestHead)
+    server.encode_response(200, [], b"")
+    clock.now = 3000.0
+    assert not server.start_next_cycle()
+    assert server.deadline() == 3005.0
+
+
 def test_client_closing_between_requests() -> None:
     server = HTTP11Protocol(Limits(), FakeClock())
     server.receive_data(b"")
@@ -468,6 +488,49 @@ def test_no_body_statuses(status: int) -> None:
     assert b"ignored" not in data and b"content-length" not in data
     response, end = pair.to_client(data)
     assert isinstance(response, h11.Response) and response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers", "body", "length", "framing"),
+    [
+        pytest.param("HEAD", 200, [], b"", b"content-length: 0", Framing.DONE, id="head-empty"),
+        pytest.param("HEAD", 200, [("content-length", "5")], None, b"content-length: 5",
+                     Framing.DONE, id="head-stream-length"),
+        pytest.param("HEAD", 200, [], None, None, Framing.DONE, id="head-stream"),
+        pytest.param("HEAD", 204, [("content-length", "5")], b"", None, Framing.DONE,
+                     id="head-204"),
+        pytest.param("GET", 304, [("content-length", "5")], None, b"content-length: 5",
+                     Framing.DONE, id="304-length"),
+        pytest.param("GET", 304, [("content-length", "x")], b"", None, Framing.DONE,
+                     id="304-bad-length"),
+        pytest.param("GET", 204, [("content-length", "5")], None, None, Framing.DONE, id="204"),
+        pytest.param("GET", 200, [("content-length", "5x")], None,
+                     b"transfer-encoding: chunked", Framing.CHUNKED, id="bad-length-stream"),
+        pytest.param("GET", 200, [("content-length", "9")], b"abc", b"content-length: 3",
+                     Framing.DONE, id="known-body"),
+    ],
+)  # fmt: skip
+def test_length_line_and_framing_of_a_response(
+    method: str,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
+    length: bytes | None,
+    framing: Framing,
+) -> None:
+    server = HTTP11Protocol(Limits(), FakeClock(), wall_clock=lambda: 0.0)
+    server.receive_data(method.encode() + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.next_event()
+    data, got = server.encode_response(status, headers, body)
+    assert got is framing
+    lines = data.split(b"\r\n")
+    assert [line for line in lines if line.startswith((b"content-length", b"transfer"))] == (
+        [] if length is None else [length]
+    )
+    assert data.endswith(
+        b"\r\n\r\nabc" if body and method == "GET" and status == 200 else b"\r\n\r\n"
+    )
+    assert server.keep_alive
 
 
 def test_streamed_response_is_chunked() -> None:

@@ -57,7 +57,7 @@ from kitpy.protocol.events import (
     ProtocolError,
     RequestHead,
 )
-from kitpy.protocol.http11.plain import PlainHead, parse_plain_head
+from kitpy.protocol.http11.plain import read_plain
 from kitpy.protocol.http11.reference import (
     BAD_CHUNKS,
     INCOMPLETE_BODY,
@@ -78,7 +78,8 @@ FAST_READERS = ("plain", "httptools")
 #: Unread request body the server may read and discard to keep a connection alive.
 DRAIN_LIMIT = 64 * 1024
 
-HeadReader = Callable[[bytes, int], PlainHead | None]
+#: Reads a request head (without its final CRLF CRLF); None: h11 is to read it.
+HeadReader = Callable[[bytes], RequestHead | None]
 
 
 def best_reader() -> str:
@@ -90,7 +91,7 @@ def _reader(fast: bool | str) -> HeadReader | None:
     if fast is False:
         return None
     if fast is True or fast == "plain":
-        return parse_plain_head
+        return read_plain
     if fast == "httptools":
         try:
             from kitpy.protocol.http11.native import read_head
@@ -105,6 +106,10 @@ def _reader(fast: bool | str) -> HeadReader | None:
 def _tokens(connection: bytes) -> set[bytes]:
     """The tokens of (lower-cased, comma-joined) ``Connection`` header values."""
     return {token.strip() for token in connection.split(b",")}
+
+
+def _head_too_large(limits: Limits) -> ProtocolError:
+    return ProtocolError(f"request head larger than {limits.max_header_bytes} bytes", status=431)
 
 
 def _too_large(content_length: int, limits: Limits) -> ProtocolError:
@@ -142,7 +147,6 @@ class HTTP11Protocol:
         "_cycle_start",
         "_eof",
         "_fast",
-        "_fed",
         "_h11",
         "_limits",
         "_raw",
@@ -168,19 +172,15 @@ class HTTP11Protocol:
         self._h11: h11.Connection | None = None
         self._buf = b""
         self._eof = False
-        self._reset()
-
-    def _reset(self, fed: int = 0) -> None:
-        """Begin a request cycle; ``fed``: bytes of it already buffered."""
-        self._cycle_start = self._clock()
-        self._fed = fed
+        # While the head of a cycle is awaited, its bytes so far are ``_buf`` (the
+        # plain reader's) or ``_raw`` (h11's, kept to check what it parsed).
         self._raw = b""
         self._body_bytes = 0
         self._continue_sent = False
-        # The writer needs no reset: every response starts with its head(), which
-        # sets the framing of what follows.
+        # Request body bytes still to come, for the plain reader (0 at the body's end).
         self._body_left = 0
         self._chunks: ChunkWatch | None = None
+        self._cycle_start = clock()
         #: The head of the request being answered, once it has arrived.
         self.head: RequestHead | None = None
         #: True once the whole request body has been received.
@@ -204,14 +204,11 @@ class HTTP11Protocol:
             if not data:
                 self._eof = True
             else:
-                if self.head is None:
-                    self._fed += len(data)
                 self._buf = self._buf + data if self._buf else data
             return
         if not data:
             self._eof = True
         elif self.head is None:
-            self._fed += len(data)
             self._raw = self._raw + data if self._raw else data
         elif self._chunks is not None:
             self._chunks.feed(data)
@@ -247,12 +244,26 @@ class HTTP11Protocol:
                 return _CONNECTION_CLOSED if self._eof else NEED_DATA
             read = self._fast
             if read is not None:
-                end = buf.find(b"\r\n\r\n")
-                if end != -1:
-                    parsed = read(buf, end)
-                    if parsed is not None:
-                        self._buf = buf[end + 4 :]
-                        return self._plain_head(end + 4, parsed)
+                block, end, rest = buf.partition(b"\r\n\r\n")
+                if end:
+                    head = read(block)
+                    if head is not None:
+                        # What h11 would refuse (431) or what kitpy does (413); the
+                        # plain reader never takes Transfer-Encoding or Upgrade.
+                        limits = self._limits
+                        if len(block) + 4 > limits.max_header_bytes:
+                            raise _head_too_large(limits)
+                        self._buf = rest
+                        self.head = head
+                        self.keep_alive = head.keep_alive
+                        length = head.content_length
+                        if not length:
+                            self.body_done = True
+                        elif length > limits.max_body_bytes:
+                            raise _too_large(length, limits)
+                        else:
+                            self._body_left = length
+                        return head
             conn = self._use_h11()
         elif self._chunks is not None:
             self._check_chunks(self._chunks)
@@ -280,55 +291,9 @@ class HTTP11Protocol:
             return _CONNECTION_CLOSED
         raise RuntimeError(f"unexpected h11 event {event!r}")  # pragma: no cover
 
-    def _plain_head(self, size: int, parsed: PlainHead) -> RequestHead:
-        """The head (of ``size`` bytes) the plain reader took; its body is counted here.
-
-        Its ``fields`` are ``dict(headers)``: when no name repeats they tell all there
-        is to know about the head in a few lookups; else :meth:`_make_head` reads the
-        pairs one by one, as for h11. The plain reader never takes Transfer-Encoding
-        or Upgrade.
-        """
-        method, target, version, headers, fields = parsed
-        limits = self._limits
-        if size > limits.max_header_bytes:
-            raise ProtocolError(
-                f"request head larger than {limits.max_header_bytes} bytes", status=431
-            )
-        if len(fields) != len(headers):
-            head = self._make_head(method, target, version, headers)
-        else:
-            get = fields.get
-            digits = get(b"content-length")
-            content_length = None if digits is None else int(digits)
-            connection = get(b"connection")
-            self.keep_alive = keep_alive = version == "1.1" and (
-                connection is None or b"close" not in _tokens(b"," + connection.lower())
-            )
-            expect = get(b"expect")
-            head = self.head = RequestHead(
-                method.decode("ascii"),
-                target.decode("latin-1"),
-                headers,
-                version,
-                get(b"host", b"").decode("latin-1"),
-                keep_alive,
-                expect is not None and version == "1.1" and expect.lower() == b"100-continue",
-                content_length,
-                False,
-                None,
-            )
-            if content_length is not None and content_length > limits.max_body_bytes:
-                raise _too_large(content_length, limits)
-        if head.content_length:
-            self._body_left = head.content_length
-        else:
-            self.body_done = True
-        return head
-
     def _check_head_size(self, raw: bytes) -> None:
-        limit = self._limits.max_header_bytes
-        if len(raw) > limit:
-            raise ProtocolError(f"request head larger than {limit} bytes", status=431)
+        if len(raw) > self._limits.max_header_bytes:
+            raise _head_too_large(self._limits)
 
     def _plain_body(self) -> BodyData | BodyEnd | NeedData:
         left = self._body_left
@@ -362,7 +327,7 @@ class HTTP11Protocol:
         raw, self._raw = self._raw, b""
         trailing = conn.trailing_data[0]
         if trailing:
-            raw = raw[: self._fed - len(trailing)]
+            raw = raw[: len(raw) - len(trailing)]
         # h11 enforces its limit only on an *incomplete* head; a large head that
         # arrived in one piece is measured here.
         self._check_head_size(raw)
@@ -472,7 +437,7 @@ class HTTP11Protocol:
             return _INF
         limits = self._limits
         header_deadline = self._cycle_start + limits.header_timeout
-        if self._fed:
+        if self._buf or self._raw:  # bytes of the request have come
             return header_deadline
         return min(header_deadline, self._cycle_start + limits.keepalive_timeout)
 
@@ -510,7 +475,18 @@ class HTTP11Protocol:
         else:
             self._buf = data = conn.trailing_data[0]
             self._h11 = None
-        self._reset(len(data))
+            self._chunks = None
+        # A new cycle. Only what this one changed is reset: ``_raw`` and
+        # ``_body_left`` are empty at the end of every request, and the writer sets
+        # its framing with every response head.
+        self._cycle_start = self._clock()
+        if self._body_bytes:
+            self._body_bytes = 0
+        if self._continue_sent:
+            self._continue_sent = False
+        self.head = None
+        self.body_done = False
+        self.keep_alive = False
         return bool(data) or self._eof
 
     # -- responding ----------------------------------------------------------------------
@@ -554,14 +530,12 @@ class HTTP11Protocol:
         Raises:
             UnicodeEncodeError: a header is not Latin-1.
         """
-        head = self.head
         keep_alive = self.keep_alive
         data, framing, self.keep_alive = self._writer.head(
             status,
             headers,
             body,
-            None if head is None else head.method,
-            None if head is None else head.http_version,
+            self.head,
             keep_alive,
             not keep_alive or self.body_done or self._reusable(),
             request_id,

@@ -32,7 +32,8 @@ from typing import Any
 
 import httptools
 
-from kitpy.protocol.http11.plain import PlainHead, parse_plain_head, qualifies
+from kitpy.protocol.events import RequestHead
+from kitpy.protocol.http11.plain import plain_request, read_plain
 
 __all__ = ("NATIVE_FROM", "parse_native_head", "read_head")
 
@@ -61,14 +62,17 @@ class _Collector:
         self.headers.append((name.lower(), value.rstrip(b" \t")))
 
 
-def read_head(buf: bytes, end: int) -> PlainHead | None:
-    """The reader of ``fast="httptools"``: llhttp from :data:`NATIVE_FROM` bytes on."""
-    if end + 4 < NATIVE_FROM:
-        return parse_plain_head(buf, end)
-    return parse_native_head(buf, end)
+def read_head(head: bytes) -> RequestHead | None:
+    """The reader of ``fast="httptools"``: llhttp from :data:`NATIVE_FROM` bytes on.
+
+    ``head`` is the request head without its final CRLF CRLF.
+    """
+    if len(head) + 4 < NATIVE_FROM:
+        return read_plain(head)
+    return parse_native_head(head + b"\r\n\r\n", len(head))
 
 
-def parse_native_head(buf: bytes, end: int) -> PlainHead | None:
+def parse_native_head(buf: bytes, end: int) -> RequestHead | None:
     """Parse the plain request head ``buf[: end + 4]`` with llhttp; None: let h11 decide."""
     raw = buf[: end + 4]
     lines = raw.count(b"\r\n")
@@ -102,7 +106,4 @@ def parse_native_head(buf: bytes, end: int) -> PlainHead | None:
         or _BAD_TARGET.search(target) is not None
     ):
         return None
-    fields = qualifies(headers, version)
-    if fields is None:
-        return None
-    return method, target, version, headers, fields
+    return plain_request(method.decode("ascii"), target.decode("latin-1"), version, headers)

@@ -7,34 +7,38 @@ subset of what h11 accepts and produces the same result for it; for anything els
 answers None and the request goes, untouched, to the h11 reference path
 (:mod:`kitpy.protocol.http11.reference`). ``tests/protocol/test_http11_fast_path.py``
 holds the two paths to the same events, byte for byte.
+
+What it makes of a head is the :class:`~kitpy.protocol.events.RequestHead` itself,
+built in one pass: the limits (431, 413) are the connection's to apply.
 """
 
 from __future__ import annotations
 
-__all__ = ("PlainHead", "parse_plain_head", "qualifies")
+from kitpy.protocol.events import RequestHead
 
-#: Method, target, HTTP version ("1.0" or "1.1"), the (lower-case name, value) pairs,
-#: and the same pairs as a dict (which keeps one value of a repeated name: it is the
-#: whole story only when it is as long as the list).
-PlainHead = tuple[bytes, bytes, str, list[tuple[bytes, bytes]], dict[bytes, bytes]]
+__all__ = ("parse_plain_head", "plain_request", "read_plain")
 
 # RFC 9112 sections 3 and 5, as h11 reads them (a token method, a target of visible
 # ASCII, OWS around a field value of visible or obs-text bytes) but narrower:
 # HTTP/1.0 and 1.1 only. Checked with bytes methods, not a regular expression (which
-# costs several times as much on a short head):
+# costs several times as much on a short head), and as few calls as there are parts:
 #
-# - no NUL, VT or FF anywhere, every CR and LF part of a CRLF line end: what remains
-#   of the head once every other byte is deleted is one CRLF per line end. A field
-#   value is then whatever h11 takes (any byte but NUL and whitespace other than SP
-#   and HTAB), once the SP and HTAB around it are stripped;
-# - the request line is three parts split by single spaces: a token, visible ASCII,
-#   ``HTTP/1.0`` or ``HTTP/1.1``;
+# - no NUL, VT or FF anywhere, every CR and LF part of a CRLF line end: deleting
+#   those five bytes from the head takes away two per line end and nothing else. A
+#   field value is then whatever h11 takes (any byte but NUL and whitespace other
+#   than SP and HTAB), once the SP and HTAB around it are stripped;
+# - the request line is three parts split by single spaces: a token (common methods
+#   from a table), visible ASCII (ASCII text that is printable and holds no space:
+#   the split took those), ``HTTP/1.0`` or ``HTTP/1.1``;
 # - a field line is a token, a colon, the value (common names from a table).
 _TOKEN_BYTES = b"-!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_VISIBLE = bytes(range(0x21, 0x7F))
-#: Every byte but the ones checked by the line-end rule (NUL, VT, FF, CR, LF).
-_ORDINARY = bytes(b for b in range(256) if b not in b"\x00\x0b\x0c\r\n")
+_LINE_BYTES = b"\r\n\x00\x0b\x0c"
 _VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+#: Tokens every client sends, to their text.
+_METHODS = {
+    method.encode("ascii"): method
+    for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+}
 _COMMON_NAMES = (
     b"Host",
     b"User-Agent",
@@ -72,33 +76,40 @@ _COMMON_NAMES = (
 _KNOWN_NAMES = {name: name.lower() for name in _COMMON_NAMES} | {
     name.lower(): name.lower() for name in _COMMON_NAMES
 }
-#: Headers whose presence sends a request to h11 (framing, upgrades).
-_SLOW_HEADERS = frozenset({b"transfer-encoding", b"upgrade"})
+#: The names :func:`plain_request` reads the meaning of the head from.
+_FRAMING = frozenset(
+    {b"host", b"content-length", b"connection", b"expect", b"transfer-encoding", b"upgrade"}
+)
+_new = object.__new__
 
 
-def parse_plain_head(buf: bytes, end: int) -> PlainHead | None:
+def parse_plain_head(buf: bytes, end: int) -> RequestHead | None:
     """Parse the plain request head ``buf[: end + 4]``; None: let h11 decide.
 
     Returns what h11 would give for it; None for anything outside the plain subset
     described in the module docstring, valid or not.
     """
-    head = buf[:end]
+    return read_plain(buf[:end])
+
+
+def read_plain(head: bytes) -> RequestHead | None:
+    """:func:`parse_plain_head` for the head without its final CRLF CRLF."""
     lines = head.split(b"\r\n")
-    if head.translate(None, _ORDINARY) != b"\r\n" * (len(lines) - 1):
+    if len(head.translate(None, _LINE_BYTES)) + 2 * len(lines) - 2 != len(head):
         return None
-    request_line = lines[0].split(b" ")
-    if len(request_line) != 3:
+    try:
+        method, target, version_text = lines[0].split(b" ")
+        text = target.decode("ascii")
+    except (ValueError, UnicodeDecodeError):
         return None
-    method, target, version_text = request_line
     version = _VERSIONS.get(version_text)
-    if (
-        version is None
-        or not method
-        or not target
-        or method.translate(None, _TOKEN_BYTES)
-        or target.translate(None, _VISIBLE)
-    ):
+    if version is None or not text or not text.isprintable():
         return None
+    method_text = _METHODS.get(method)
+    if method_text is None:
+        if not method or method.translate(None, _TOKEN_BYTES):
+            return None
+        method_text = method.decode("ascii")
     del lines[0]
     headers: list[tuple[bytes, bytes]] = []
     known = _KNOWN_NAMES
@@ -112,46 +123,57 @@ def parse_plain_head(buf: bytes, end: int) -> PlainHead | None:
                 return None
             lower = name.lower()
         headers.append((lower, value.strip(b" \t")))
-    fields = qualifies(headers, version)
-    if fields is None:
-        return None
-    return method, target, version, headers, fields
+    return plain_request(method_text, text, version, headers)
 
 
-def qualifies(headers: list[tuple[bytes, bytes]], version: str) -> dict[bytes, bytes] | None:
-    """Whether parsed (lower-case name, value) pairs stay in the plain subset.
+def plain_request(
+    method: str, target: str, version: str, headers: list[tuple[bytes, bytes]]
+) -> RequestHead | None:
+    """The head of a request with these validated parts, if it is in the plain subset.
 
     One Host (RFC 9112 section 3.2: exactly one in HTTP/1.1, at most one in 1.0), at
-    most one Content-Length of digits, no Transfer-Encoding and no Upgrade. None when
-    they do not; else ``dict(headers)`` (see :data:`PlainHead`).
+    most one Content-Length of 1-20 digits (what h11 takes), no Transfer-Encoding and
+    no Upgrade; else None. ``headers`` are (lower-case name, value) pairs.
     """
-    fields = dict(headers)
-    if len(fields) != len(headers):
-        return fields if _repeats_qualify(headers, version) else None
-    if b"transfer-encoding" in fields or b"upgrade" in fields:
-        return None
-    length = fields.get(b"content-length")
-    if length is not None and not _digits(length):
-        return None
-    return fields if b"host" in fields or version == "1.0" else None
-
-
-def _digits(value: bytes) -> bool:
-    """1 to 20 ASCII digits: a Content-Length h11 takes."""
-    return value.isdigit() and len(value) <= 20
-
-
-def _repeats_qualify(headers: list[tuple[bytes, bytes]], version: str) -> bool:
-    """:func:`qualifies` for pairs in which some name repeats."""
-    hosts = 0
-    lengths = 0
+    host: bytes | None = None
+    length: bytes | None = None
+    connection: bytes | None = None
+    expect: bytes | None = None
     for name, value in headers:
-        if name == b"host":
-            hosts += 1
-        elif name == b"content-length":
-            lengths += 1
-            if not _digits(value):
-                return False
-        elif name in _SLOW_HEADERS:
-            return False
-    return hosts <= 1 and lengths <= 1 and (hosts == 1 or version == "1.0")
+        if name in _FRAMING:
+            if name == b"host":
+                if host is not None:
+                    return None
+                host = value
+            elif name == b"content-length":
+                if length is not None or not value.isdigit() or len(value) > 20:
+                    return None
+                length = value
+            elif name == b"connection":
+                connection = value if connection is None else connection + b"," + value
+            elif name == b"expect":
+                expect = value  # the last one counts, as for h11
+            else:  # transfer-encoding, upgrade: h11's
+                return None
+    http11 = version == "1.1"
+    if host is None and http11:
+        return None
+    # Built field by field: calling the dataclass runs its __init__ in a frame of its
+    # own, which costs about as much as the rest of this function.
+    request = _new(RequestHead)
+    request.method = method
+    request.target = target
+    request.headers = headers
+    request.http_version = version
+    request.host = "" if host is None else host.decode("latin-1")
+    request.keep_alive = http11 and (connection is None or not _closes(connection))
+    request.expect_continue = http11 and expect is not None and expect.lower() == b"100-continue"
+    request.content_length = None if length is None else int(length)
+    request.chunked = False
+    request.upgrade = None
+    return request
+
+
+def _closes(connection: bytes) -> bool:
+    """Whether (comma-joined) ``Connection`` values hold the ``close`` token."""
+    return b"close" in {token.strip() for token in connection.lower().split(b",")}

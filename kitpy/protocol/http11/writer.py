@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from enum import Enum, auto
 from http import HTTPStatus
 
+from kitpy.protocol.events import RequestHead
 from kitpy.protocol.head import SERVER_HEADER, DateHeader, date_header, status_line
 
 __all__ = ("CONTINUE_RESPONSE", "Framing", "ResponseWriter", "error_response")
@@ -72,6 +73,7 @@ class Framing(Enum):
     UNTIL_CLOSE = auto()
 
 
+_SERVER_LINE = f"server: {SERVER_HEADER}\r\n"
 _DONE = Framing.DONE
 _LENGTH = Framing.LENGTH
 _CHUNKED = Framing.CHUNKED
@@ -111,21 +113,20 @@ class ResponseWriter:
         status: int,
         headers: Iterable[tuple[str, str]],
         body: bytes | None,
-        method: str | None,
-        http_version: str | None,
+        request: RequestHead | None,
         keep_alive: bool,
         reusable: bool,
         request_id: str | None = None,
     ) -> tuple[bytes, Framing, bool]:
         """Encode a final response head (with ``body`` when it is known).
 
-        ``method`` and ``http_version`` are the request's (None before a head was
-        read); ``keep_alive`` is what the client asked for, ``reusable`` whether the
-        rest of the request allows another one on the connection. Returns the bytes,
-        the framing of the rest of the body and whether the connection stays open.
-        See :meth:`kitpy.protocol.http11.HTTP11Protocol.encode_response`.
+        ``request`` is the request's head (None before one was read); ``keep_alive``
+        is what the client asked for, ``reusable`` whether the rest of the request
+        allows another one on the connection. Returns the bytes, the framing of the
+        rest of the body and whether the connection stays open. See
+        :meth:`kitpy.protocol.http11.HTTP11Protocol.encode_response`.
         """
-        text = _STATUS_TEXT.get(status) or _status_text(status)
+        lines = ""  # the application's header lines
         app_length: str | None = None
         server_date = 3  # bit 1: the server line is still to add, bit 2: the date line
         for name, value in headers:
@@ -143,41 +144,29 @@ class ResponseWriter:
                     server_date &= 2
                 else:  # transfer-encoding, keep-alive, x-request-id
                     continue
-            text += f"{name}: {value}\r\n"
-        if app_length is not None and not app_length.isdigit():
-            app_length = None
+            lines += f"{name}: {value}\r\n"
 
         framing = _DONE
         payload = body
-        if status < 200 or status == 204 or status == 304 or method == "HEAD":
-            # RFC 9110 sections 6.4.1, 9.3.2: no content; HEAD announces GET's length.
-            payload = None
-            if status == 304:
-                if app_length is not None:
-                    text += f"content-length: {app_length}\r\n"
-            elif status >= 200 and status != 204:
+        method = None if request is None else request.method
+        if body is not None and status >= 200 and status != 204 and status != 304:
+            if method == "HEAD":
+                # RFC 9110 section 9.3.2: HEAD announces GET's length, sends no content.
+                payload = None
                 if body:
-                    text += f"content-length: {len(body)}\r\n"
-                elif app_length is not None:
-                    text += f"content-length: {app_length}\r\n"
-                elif body is not None:
-                    text += "content-length: 0\r\n"
-        elif body is not None:
-            text += f"content-length: {len(body)}\r\n"
-        elif app_length is not None:
-            text += f"content-length: {app_length}\r\n"
-            framing = _LENGTH
-            self._remaining = int(app_length)
-        elif http_version == "1.1":
-            text += "transfer-encoding: chunked\r\n"
-            framing = _CHUNKED
+                    length = f"content-length: {len(body)}\r\n"
+                elif app_length is not None and app_length.isdigit():
+                    length = f"content-length: {app_length}\r\n"
+                else:
+                    length = "content-length: 0\r\n"
+            else:
+                length = f"content-length: {len(body)}\r\n"
         else:
-            framing = _UNTIL_CLOSE
-            keep_alive = False
+            length, framing = self._framing(status, body, method, request, app_length)
+            if framing is _UNTIL_CLOSE:
+                keep_alive = False
+            payload = None
 
-        keep_alive = keep_alive and reusable
-        if not keep_alive:
-            text += "connection: close\r\n"
         self.framing = framing
         # The server and date lines, formatted once per second.
         now = self._wall_clock()
@@ -186,16 +175,52 @@ class ResponseWriter:
             self._date = date = self._dates.line(second)
             self._server_date = f"server: {SERVER_HEADER}\r\n{date}"
         if server_date == 3:
-            text += self._server_date
+            ours = self._server_date
         elif server_date == 2:
-            text += self._date
+            ours = self._date
         elif server_date == 1:
-            text += f"server: {SERVER_HEADER}\r\n"
-        if request_id is None:
-            data = (text + "\r\n").encode("latin-1")
+            ours = _SERVER_LINE
         else:
-            data = f"{text}x-request-id: {request_id}\r\n\r\n".encode("latin-1")
+            ours = ""
+        if not (keep_alive and reusable):
+            keep_alive = False
+            ours = "connection: close\r\n" + ours
+        text = _STATUS_TEXT.get(status) or _status_text(status)
+        if request_id is None:
+            data = f"{text}{lines}{length}{ours}\r\n".encode("latin-1")
+        else:
+            data = f"{text}{lines}{length}{ours}x-request-id: {request_id}\r\n\r\n".encode(
+                "latin-1"
+            )
         return (data + payload if payload else data), framing, keep_alive
+
+    def _framing(
+        self,
+        status: int,
+        body: bytes | None,
+        method: str | None,
+        request: RequestHead | None,
+        app_length: str | None,
+    ) -> tuple[str, Framing]:
+        """The length line and framing of a response sending no content now.
+
+        No content (RFC 9110 section 6.4.1: 1xx, 204, 304; a HEAD request whose body
+        :meth:`head` did not have): a 304 or a HEAD announces the application's
+        length, if any. A streamed body: the application's length when it is digits,
+        else chunked for HTTP/1.1 and the end of the connection for 1.0.
+        """
+        if app_length is not None and not app_length.isdigit():
+            app_length = None
+        if status < 200 or status == 204 or status == 304 or method == "HEAD":
+            if app_length is not None and status >= 200 and status != 204:
+                return f"content-length: {app_length}\r\n", _DONE
+            return "", _DONE
+        if app_length is not None:
+            self._remaining = int(app_length)
+            return f"content-length: {app_length}\r\n", _LENGTH
+        if request is not None and request.http_version == "1.1":
+            return "transfer-encoding: chunked\r\n", _CHUNKED
+        return "", _UNTIL_CLOSE
 
     @property
     def body_complete(self) -> bool:
