@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,11 @@ def test_smoke_round_gives_a_number_for_every_server_and_scenario(tmp_path: Path
         row = rows[key]
         assert "error" not in row, f"{key}: {row['error']}"
         if key[0] == "idle_memory":
-            assert row["value"] >= 0, row  # RSS growth over a few sockets may round to 0
+            # 50 sockets in a smoke round: their RSS growth is within what the allocator
+            # hands back meanwhile, so the sign means nothing here (every socket did
+            # connect, or the run raised). tests/reliability/test_idle_memory.py bounds
+            # the cost of an idle socket with tracemalloc.
+            assert math.isfinite(row["value"]), row
         else:
             assert row["value"] > 0, row
     if result["meta"]["load_tool"] != "wrk":
