@@ -64,14 +64,6 @@ def to_response(result: Any, where: str) -> Response:
     500 and logs with the route file and the problem.
     """
     if type(result) is dict:  # the common case first; a dict is never a Response
-        if len(result) == 1:
-            # {"body": ...} alone: no status or headers to check.
-            body = result.get("body", _ABSENT)
-            kind = type(body)
-            if kind is str:
-                return checked_response(body.encode(), 200, TEXT_TYPE)
-            if kind is dict or kind is list:
-                return checked_response(_json_body(body, where), 200, JSON_TYPE)
         return _from_dict(result, where)
     if isinstance(result, Response):
         return result
