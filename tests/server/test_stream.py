@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
@@ -11,22 +13,30 @@ import pytest
 from kitpy.server.stream import YIELD_EVERY, FastStream, accept_fast
 
 
-async def connected_pair() -> tuple[FastStream, socket.socket, anyio.abc.SocketListener]:
+@asynccontextmanager
+async def connected() -> AsyncIterator[tuple[FastStream, socket.socket]]:
+    """A FastStream accepted from a loopback listener, and the client's socket."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     [inner] = listener.listeners
     assert isinstance(inner, anyio.abc.SocketListener)
     port = inner.extra(anyio.abc.SocketAttribute.local_port)
     client = socket.create_connection(("127.0.0.1", port))
     client.setblocking(False)
-    [stream] = await accept_fast(inner)
-    return stream, client, inner
+    try:
+        [stream] = await accept_fast(inner)
+        try:
+            yield stream, client
+        finally:
+            await stream.aclose()
+    finally:
+        client.close()
+        await inner.aclose()
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_receive_send_eof_and_close(anyio_backend: str) -> None:
-    stream, client, listener = await connected_pair()
-    try:
+    async with connected() as (stream, client):
         assert stream.extra(anyio.abc.SocketAttribute.remote_address) == client.getsockname()
         client.send(b"hello")
         assert await stream.receive(3) == b"hel"
@@ -45,31 +55,22 @@ async def test_receive_send_eof_and_close(anyio_backend: str) -> None:
             await stream.send(b"x")
         with pytest.raises(anyio.ClosedResourceError):
             await stream.receive()
-    finally:
-        client.close()
-        await listener.aclose()
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_send_waits_for_a_slow_reader_and_cancels(anyio_backend: str) -> None:
-    stream, client, listener = await connected_pair()
-    try:
+    async with connected() as (stream, client):
         chunk = b"x" * 65536
         with anyio.move_on_after(0.5) as scope:
             while True:  # the client never reads: the kernel buffers fill, send waits
                 await stream.send(chunk)
         assert scope.cancelled_caught
-    finally:
-        client.close()
-        await stream.aclose()
-        await listener.aclose()
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_busy_sender_yields_to_other_tasks(anyio_backend: str) -> None:
-    stream, client, listener = await connected_pair()
     ticks = 0
 
     async def other() -> None:
@@ -78,7 +79,7 @@ async def test_busy_sender_yields_to_other_tasks(anyio_backend: str) -> None:
             ticks += 1
             await anyio.sleep(0)
 
-    try:
+    async with connected() as (stream, client):
         async with anyio.create_task_group() as tg:
             tg.start_soon(other)
             await anyio.sleep(0)
@@ -86,10 +87,6 @@ async def test_busy_sender_yields_to_other_tasks(anyio_backend: str) -> None:
                 await stream.send(b"x")
             tg.cancel_scope.cancel()
         assert ticks >= 4
-    finally:
-        client.close()
-        await stream.aclose()
-        await listener.aclose()
 
 
 @pytest.mark.anyio
@@ -118,8 +115,7 @@ async def test_accepts_waiting_connections_in_one_batch(anyio_backend: str) -> N
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_start_send_writes_at_once_or_hands_back_the_wait(anyio_backend: str) -> None:
-    stream, client, listener = await connected_pair()
-    try:
+    async with connected() as (stream, client):
         assert stream.start_send(b"hello") is None  # the kernel took it: nothing to await
         await anyio.wait_readable(client)
         assert client.recv(100) == b"hello"
@@ -144,17 +140,12 @@ async def test_start_send_writes_at_once_or_hands_back_the_wait(anyio_backend: s
                 if rest is not None:
                     await rest
                 await anyio.sleep(0.01)
-    finally:
-        client.close()
-        await stream.aclose()
-        await listener.aclose()
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_start_send_yields_as_often_as_send(anyio_backend: str) -> None:
-    stream, client, listener = await connected_pair()
-    try:
+    async with connected() as (stream, client):
         handed_back = 0
         for _ in range(YIELD_EVERY * 3):
             rest = stream.start_send(b"x")
@@ -162,7 +153,3 @@ async def test_start_send_yields_as_often_as_send(anyio_backend: str) -> None:
                 handed_back += 1
                 await rest  # the yield send() makes every YIELD_EVERY calls
         assert handed_back == 3
-    finally:
-        client.close()
-        await stream.aclose()
-        await listener.aclose()
