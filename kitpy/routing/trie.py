@@ -231,15 +231,7 @@ class RouteTrie:
         hit = self._static_hits.get(raw_path)
         if hit is not None:
             return hit.route, {}
-        if "%" in raw_path:
-            raw_path_decoded = decode_path(raw_path)
-        else:
-            raw_path_decoded = raw_path
-        # split_path() inlined: this runs once per request.
-        body = raw_path_decoded[1:] if raw_path_decoded[:1] == "/" else raw_path_decoded
-        if body[-1:] == "/":
-            body = body[:-1]
-        segs = body.split("/") if body else []
+        segs = split_path(raw_path)
         found: list[Any] = [NO_RANK, None, None]
         _walk(self._root, segs, 0, len(segs), {}, found)
         route: RouteSpec | None = found[1]
@@ -282,9 +274,7 @@ def _walk(
                 _try(edge, segs, end, n, params, found, decode_param("/".join(segs[i:end])))
             continue
         if i < n and segs[i]:
-            value = segs[i]
-            if "%" in value:
-                value = unquote(value, errors="replace")
+            value = decode_param(segs[i])
             check = edge.checks[0]
             if check is None or check(value):
                 name = edge.name
